@@ -43,14 +43,14 @@ def connect(path, busy_timeout:float=10, # seconds to wait for a lock before rai
 # %% ../nbs/00_dbqueue.ipynb #8b5d0aca
 _schema = """
 CREATE TABLE IF NOT EXISTS job (
-  id INTEGER PRIMARY KEY, data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
+  id INTEGER PRIMARY KEY, queue TEXT NOT NULL DEFAULT 'default', data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
   priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3,
   run_at REAL NOT NULL, lease_until REAL, worker TEXT, token TEXT, key TEXT, result TEXT, error TEXT,
   created_at REAL NOT NULL, updated_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS job_claim ON job (priority DESC, run_at, id) WHERE status='queued';
+CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
 CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead');
-CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (key) WHERE key IS NOT NULL AND status IN ('queued','running');
+CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
 """
 statuses = ('queued', 'running', 'done', 'dead')
 
@@ -58,7 +58,7 @@ statuses = ('queued', 'running', 'done', 'dead')
 @dataclass
 class Job:
     "One row of the `job` table, with `data` and `result` decoded."
-    id:int; data:Any; status:str; priority:int; attempts:int; max_attempts:int; run_at:float
+    id:int; queue:str; data:Any; status:str; priority:int; attempts:int; max_attempts:int; run_at:float
     lease_until:float|None; worker:str|None; token:str|None; key:str|None; result:Any; error:str|None
     created_at:float; updated_at:float
 
@@ -86,6 +86,7 @@ def _worker_id(): return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().he
 class Queue:
     "A durable job queue in a SQLite table, claimed with leases: storage only, no threads and no loops."
     def __init__(self, path, # database file (its folder must exist), or a fastlite `Database`
+                 name:str='default', # which queue in the database this object enqueues to, claims from and counts
                  lease:float=300, # seconds a claim holds a job before another worker may take it
                  worker:str=None, # this caller's worker id (default: a fresh random one)
                  durable:bool=False, # `synchronous=FULL` instead of `NORMAL`
@@ -98,13 +99,14 @@ class Queue:
         _num('lease', lease); _num('backoff', backoff); _num('backoff_cap', backoff_cap); _num('max_size', max_size, integer=True)
         store_attr('lease,durable,max_size,backoff,backoff_cap,reclaim_every,clock')
         self._next_reclaim = float('-inf')
-        self.worker = worker or _worker_id()
+        if not isinstance(name, str) or not name: raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.name,self.worker = name,worker or _worker_id()
         self.db = connect(path, busy_timeout=busy_timeout, durable=durable)
         self.path = path
         self._owner = threading.get_ident(), os.getpid()
         with self._tx(): self.db.conn.execute(_schema)
 
-    def __repr__(self): return f"Queue({self.path!r}, worker={self.worker!r})"
+    def __repr__(self): return f"Queue({self.path!r}, name={self.name!r}, worker={self.worker!r})"
     def close(self): self.db.close()
     def __enter__(self): return self
     def __exit__(self, *a): self.close()
@@ -140,9 +142,10 @@ def _encode(self:Queue, data):
 def _row(self:Queue, data, priority=0, delay=0, key=None, max_attempts=3, now=None):
     _num('delay', delay); _num('priority', priority, lo=-2**62, integer=True); _num('max_attempts', max_attempts, lo=1, integer=True)
     if key is not None and not isinstance(key, str): raise ValueError(f"key must be a string, got {key!r}")
-    return (self._encode(data), priority, max_attempts, now+delay, key, now, now)
+    return (self.name, self._encode(data), priority, max_attempts, now+delay, key, now, now)
 
-_insert = "INSERT INTO job (data, priority, max_attempts, run_at, key, created_at, updated_at) VALUES (?,?,?,?,?,?,?)"
+_insert = "INSERT INTO job (queue, data, priority, max_attempts, run_at, key, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)"
+_by_key = "SELECT id FROM job WHERE queue=? AND key=? AND status IN ('queued','running')"
 
 # %% ../nbs/00_dbqueue.ipynb #40906f4e
 @patch
@@ -155,7 +158,7 @@ def enqueue(self:Queue, data, # any JSON-serializable value
     row = self._row(data, priority, delay, key, max_attempts, now=self.clock())
     with self._tx() as c:
         if key is not None:
-            for (id,) in c.execute("SELECT id FROM job WHERE key=? AND status IN ('queued','running')", (key,)): return id
+            for (id,) in c.execute(_by_key, (self.name, key)): return id
         c.execute(_insert, row)
         return c.last_insert_rowid()
 
@@ -170,7 +173,7 @@ def enqueue_many(self:Queue, datas, priority:int=0, delay:float=0, keys=None, ma
     ids = []
     with self._tx() as c:
         for r in rows:
-            if r[4] is not None and (old := list(c.execute("SELECT id FROM job WHERE key=? AND status IN ('queued','running')", (r[4],)))):
+            if r[5] is not None and (old := c.execute(_by_key, (self.name, r[5])).fetchall()):
                 ids.append(old[0][0]); continue
             c.execute(_insert, r)
             ids.append(c.last_insert_rowid())
@@ -183,7 +186,7 @@ _reclaim = """UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead'
 
 _claim = f"""UPDATE job SET status='running', attempts=attempts+1, lease_until=:lease_until, worker=:worker,
   token=lower(hex(randomblob(8))), updated_at=:now
-  WHERE id IN (SELECT id FROM job WHERE status='queued' AND run_at<=:now ORDER BY priority DESC, run_at, id LIMIT :n)
+  WHERE id IN (SELECT id FROM job WHERE queue=:queue AND status='queued' AND run_at<=:now ORDER BY priority DESC, run_at, id LIMIT :n)
   RETURNING {_cols}"""
 
 @patch
@@ -196,7 +199,7 @@ def dequeue_many(self:Queue, n:int, worker:str=None, lease:float=None)->list:
     if now >= self._next_reclaim:  # look for expired leases at most every `reclaim_every` seconds
         self.db.conn.execute(_reclaim, dict(now=now))
         self._next_reclaim = now + self.reclaim_every
-    rows = self.db.conn.execute(_claim, dict(now=now, lease_until=now+lease, worker=worker or self.worker, n=n)).fetchall()
+    rows = self.db.conn.execute(_claim, dict(queue=self.name, now=now, lease_until=now+lease, worker=worker or self.worker, n=n)).fetchall()
     return sorted(map(_job, rows), key=lambda j: (-j.priority, j.run_at, j.id))
 
 @patch
@@ -215,9 +218,9 @@ def get(self:Queue, id:int)->Job:
 
 @patch
 def stats(self:Queue)->dict:
-    "Number of jobs in each status"
+    "Number of jobs in each status, in this queue"
     self._check()
-    return {**dict.fromkeys(statuses, 0), **dict(self.db.execute("SELECT status, count(*) FROM job GROUP BY status"))}
+    return {**dict.fromkeys(statuses, 0), **dict(self.db.execute("SELECT status, count(*) FROM job WHERE queue=? GROUP BY status", [self.name]))}
 
 # %% ../nbs/00_dbqueue.ipynb #8cc41c2e
 @patch
@@ -293,11 +296,30 @@ def release(self:Queue, job:Job):
 
 @patch
 def prune(self:Queue, older_than:float)->int:
-    "Delete `done` and `dead` jobs last updated more than `older_than` seconds ago; return how many"
+    "Delete this queue's `done` and `dead` jobs last updated more than `older_than` seconds ago; return how many"
     _num('older_than', older_than)
     with self._tx() as c:
-        c.execute("DELETE FROM job WHERE status IN ('done','dead') AND updated_at<?", (self.clock()-older_than,))
+        c.execute("DELETE FROM job WHERE queue=? AND status IN ('done','dead') AND updated_at<?", (self.name, self.clock()-older_than))
         return c.changes()
+
+@patch
+def _set_status(self:Queue, id:int, frm:str, sql:str, params=()):
+    "Run `sql` on job `id` if its status is `frm`, else raise `KeyError` (no such job) or `ValueError` (wrong status)"
+    with self._tx() as c:
+        st = c.execute("SELECT status FROM job WHERE id=?", (id,)).fetchall()
+        if not st: raise KeyError(f"No job with id {id}")
+        if st[0][0] != frm: raise ValueError(f"Job {id} is {st[0][0]}, not {frm}")
+        c.execute(sql, (*params, id))
+
+@patch
+def cancel(self:Queue, id:int):
+    "Cancel queued job `id`: it becomes `dead` with error 'cancelled' (a running job can't be cancelled)"
+    self._set_status(id, 'queued', "UPDATE job SET status='dead', error='cancelled', updated_at=? WHERE id=?", (self.clock(),))
+
+@patch
+def retry(self:Queue, id:int):
+    "Put dead job `id` back in the queue now, with its attempts reset"
+    self._set_status(id, 'dead', "UPDATE job SET status='queued', attempts=0, run_at=?, updated_at=? WHERE id=?", (self.clock(), self.clock()))
 
 # %% ../nbs/00_dbqueue.ipynb #80488a91
 class FakeClock:
