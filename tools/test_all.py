@@ -3,16 +3,36 @@
 
 pytest runs last, so the output ends with its summary line; a failure in either makes the exit code non-zero.
 Extra arguments go to pytest (`python tools/test_all.py -x -k docs`). Set CDEMO_SKIP_NBDEV_TEST=1 to run pytest only.
+Each runner gets CDEMO_TEST_TIMEOUT seconds (900 by default): a notebook stuck in a thread can outlive nbdev's
+per-cell timeout, and a hung run should fail, not eat CI's time.
 """
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-def run(cmd):
-    "Run `cmd` from the repo root, echoing it; return its exit code"
+TIMEOUT = float(os.environ.get('CDEMO_TEST_TIMEOUT', 900))
+
+def _kill(p):
+    "End `p` and everything it started in its process group"
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try: os.killpg(p.pid, sig)
+        except ProcessLookupError: return
+        try: return p.wait(10)
+        except subprocess.TimeoutExpired: pass
+
+def run(cmd, timeout=TIMEOUT):
+    "Run `cmd` from the repo root in its own process group, echoing it; return its exit code (124 if it timed out)"
     print('$', ' '.join(cmd), flush=True)
-    return subprocess.run(cmd, cwd=ROOT).returncode
+    p = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try: return p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        print(f'{cmd[0]} still running after {timeout:.0f}s (CDEMO_TEST_TIMEOUT): killed', flush=True)
+        _kill(p)
+        return 124
+    except BaseException:  # Ctrl-C: the child is in its own session, so stop it here
+        _kill(p)
+        raise
 
 def main(args):
     nb_rc = 0
