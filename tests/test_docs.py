@@ -91,11 +91,16 @@ def proc_all(proj, bindir):
     return errs or {'*': (r.stdout + r.stderr)[-4000:]}
 
 _cell_keys = {'cell_type', 'id', 'metadata', 'source', 'outputs', 'execution_count', 'attachments'}
+_re_attrs = re.compile(r'(?<=[)\]])\{(?:[.#][\w-]+|[\w-]+=)[^{}\n]*\}')
 _re_fm = re.compile(r'^---\s*\n(.*?)\n---\s*$', re.DOTALL)
+
+def read_proc(path):
+    "A notebook nbdev processed: it carries nbdev's own marks (`has_sd`), so don't log them as invalid"
+    return nbformat.read(path, as_version=4, capture_validation_error={})
 
 def render(proc_nb, out_dir):
     "Render a processed notebook to HTML as Quarto would lay it out: title block, `echo: false` inputs hidden"
-    nb = nbformat.read(proc_nb, as_version=4)
+    nb = read_proc(proc_nb)
     fm, cells = {}, []
     for i,c in enumerate(nb.cells):
         for k in set(c) - _cell_keys: del c[k]  # nbdev's own marks (`has_sd`) are not part of the format,
@@ -112,6 +117,8 @@ def render(proc_nb, out_dir):
             if _re_sd.search(c.source): c.metadata.setdefault('tags', []).append('nbdev-showdoc')
             if d.get('echo') == 'false': c.metadata['transient'] = {'remove_source': True}
             if d.get('output') == 'false': c.outputs = []
+            for o in c.get('outputs', []):  # pandoc's link attributes, as in show_doc's `[source](…){target="_blank"}`
+                if 'text/markdown' in o.get('data', {}): o.data['text/markdown'] = _re_attrs.sub('', o.data['text/markdown'])
             if not c.source.strip() and not c.outputs: continue  # exported cells: nbdev moved them into show_doc
         cells.append(c)
     if 'title' in fm:
@@ -187,7 +194,7 @@ def test_page(nb, site, page):
     expect(h1).to_be_visible()
     assert h1.inner_text().replace('¶', '').strip() == title
 
-    proc_src = '\n'.join(c.source for c in nbformat.read(site['proc']/nb, as_version=4).cells if c.cell_type == 'code')
+    proc_src = '\n'.join(c.source for c in read_proc(site['proc']/nb).cells if c.cell_type == 'code')
     docs = documented(proc_src)
     if public_exports(NBS/nb): assert docs, f'{nb} exports {public_exports(NBS/nb)} but its page documents none'
     if docs:
