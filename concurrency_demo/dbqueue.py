@@ -207,6 +207,13 @@ def dequeue(self:Queue, worker:str=None, lease:float=None)->Job|None:
     "Claim the next job, or return `None` if nothing is ready"
     return first(self.dequeue_many(1, worker=worker, lease=lease))
 
+# %% ../nbs/00_dbqueue.ipynb #7f25961b
+@patch
+def wait(self:Queue, timeout:float)->bool:
+    "Wait up to `timeout` seconds for a new job; `True` if told one came (SQLite can't tell, so this sleeps)"
+    time.sleep(_num('timeout', timeout))
+    return False
+
 # %% ../nbs/00_dbqueue.ipynb #af50b34a
 @patch
 def get(self:Queue, id:int)->Job:
