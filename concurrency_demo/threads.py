@@ -92,7 +92,7 @@ class ThreadWorkers:
     def __init__(self, url, # the queue's location: a path, `sqlite:///path` or `postgresql://…`
                  handler, # `handler(data) -> result`: the result is stored with `ack`, an exception with `fail`
                  n:int=3, # number of threads; 0 runs the same loop in the caller, until nothing is ready
-                 poll:float=0.1, # seconds an idle thread waits before looking for a job again
+                 poll:float=0.1, # seconds an idle thread waits (`Queue.wait`) before looking for a job again; also how long `stop` may wait for it
                  lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3 while it runs
                  worker:str=None, # prefix of the worker ids (default: host-pid-random); thread `i` is `{worker}-{i}`
                  log=None, # a `logging.Logger` (default: `concurrency_demo.threads`)
@@ -130,10 +130,10 @@ def run(self:ThreadWorkers, name:str=None, # this worker's id (default: the firs
             except Exception as e:
                 if until_empty: raise
                 self.log.error("Worker %s could not claim a job: %s", name, e, exc_info=e)
-                job = None
+                self.stopping.wait(self.poll); continue
             if job is None:
                 if until_empty: break
-                self.stopping.wait(self.poll); continue
+                q.wait(self.poll); continue  # a sleep on SQLite; woken by a new job on PostgreSQL
             with self.lock:
                 late = self.stopping.is_set()
                 if not late: self.running[job.id] = job,name
