@@ -13,9 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-import apsw
+import apsw, apsw.ext, logging
 from fastcore.utils import *
 from fastlite import Database
+
+# %% ../nbs/00_dbqueue.ipynb #192b757a
+_sqlite_log = logging.getLogger('apsw.sqlite')
+_sqlite_log.addHandler(logging.NullHandler())
+apsw.ext.log_sqlite(logger=_sqlite_log)
 
 # %% ../nbs/00_dbqueue.ipynb #5a701fe7
 def _open(path, timeout):
@@ -132,10 +137,10 @@ def _check(self:Queue):
 
 # %% ../nbs/00_dbqueue.ipynb #e9329dca
 @patch
-def _encode(self:Queue, data):
+def _encode(self:Queue, data, what='Job data'):
     try: s = json.dumps(data)
-    except (TypeError, ValueError) as e: raise TypeError(f"Job data must be JSON-serializable: {e}") from None
-    if len(s.encode()) > self.max_size: raise ValueError(f"Job data is {len(s.encode()):,} bytes encoded, over max_size={self.max_size:,}")
+    except (TypeError, ValueError) as e: raise TypeError(f"{what} must be JSON-serializable: {e}") from None
+    if len(s.encode()) > self.max_size: raise ValueError(f"{what} is {len(s.encode()):,} bytes encoded, over max_size={self.max_size:,}")
     return s
 
 @patch
@@ -245,7 +250,7 @@ _ack = "UPDATE job SET status='done', result=:result, error=NULL, token=NULL, le
 def ack(self:Queue, job:Job, result=None):
     "Mark `job` done with `result`, if this claim still holds it"
     self._check()
-    self._held(job, _ack, dict(result=self._encode(result), now=self.clock()))
+    self._held(job, _ack, dict(result=self._encode(result, 'Job result'), now=self.clock()))
     job.status,job.result = 'done',result
 
 @patch
@@ -254,7 +259,7 @@ def ack_many(self:Queue, jobs, results=None):
     jobs = list(jobs)
     results = [None]*len(jobs) if results is None else list(results)
     if len(results)!=len(jobs): raise ValueError(f"results has {len(results)} items for {len(jobs)} jobs")
-    rs,now = [self._encode(r) for r in results],self.clock()
+    rs,now = [self._encode(r, 'Job result') for r in results],self.clock()
     with self._tx():
         for j,r in zip(jobs,rs): self._held(j, _ack, dict(result=r, now=now))
     for j,r in zip(jobs,results): j.status,j.result = 'done',r
@@ -277,8 +282,8 @@ _fail = """UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' EL
 @patch
 def fail(self:Queue, job:Job, error):
     "Record `error` on `job`; retry it later with backoff, or mark it `dead` after `max_attempts`"
-    p = dict(error=fmt_error(error), now=self.clock(), delay=self.retry_delay(job.attempts))
     self._check()
+    p = dict(error=fmt_error(error), now=self.clock(), delay=self.retry_delay(job.attempts))
     self._held(job, _fail, p)
     job.status,job.error = ('dead' if job.attempts>=job.max_attempts else 'queued'),p['error']
 
