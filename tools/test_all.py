@@ -6,7 +6,7 @@ Extra arguments go to pytest (`python tools/test_all.py -x -k docs`). Set CDEMO_
 Each runner gets CDEMO_TEST_TIMEOUT seconds (900 by default): a notebook stuck in a thread can outlive nbdev's
 per-cell timeout, and a hung run should fail, not eat CI's time.
 """
-import os, signal, subprocess, sys, time
+import glob, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,25 @@ def run(cmd, timeout=TIMEOUT):
         _kill(p)
         raise
 
+SYSTEM = {'chromium': lambda: shutil.which('chromium'),  # the docs check and the console's browser test
+          'postgresql': lambda: glob.glob('/usr/lib/postgresql/*/bin/initdb')}  # the PgQueue tests' throwaway server
+
+def system_packages():
+    "Install the Debian packages the tests need when missing (as root), or say which are missing; True if all are there"
+    missing = [k for k,found in SYSTEM.items() if not found()]
+    if not missing: return True
+    if os.geteuid() != 0 or not shutil.which('apt-get'):
+        print(f'The tests need Debian packages that are missing: {" ".join(missing)}. '
+              f'Install them (sudo apt-get install {" ".join(missing)}) or run `bash .ci/run` as root.', file=sys.stderr)
+        return False
+    print(f'Installing the missing Debian packages the tests need: {" ".join(missing)}', flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+    for cmd in (['apt-get', 'update', '-qq'], ['apt-get', 'install', '-y', '-qq', '--no-install-recommends', *missing]):
+        if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode: return False
+    return all(found() for found in SYSTEM.values())
+
 def main(args):
+    if not system_packages(): return 1
     nb_rc = 0
     if os.environ.get('CDEMO_SKIP_NBDEV_TEST') != '1':
         t = time.monotonic()
