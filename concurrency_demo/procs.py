@@ -9,7 +9,7 @@ __all__ = ['cpu_fns', 'logger', 'fib', 'count_primes', 'busy', 'sleep_s', 'cpu_j
            'start_cost', 'ProcessWorkers', 'bench_procs', 'procs_table', 'md_table', 'plot_procs']
 
 # %% ../nbs/04_processes.ipynb #b515dff5
-import importlib, logging, os, platform, re, signal, statistics, sys, threading, time
+import functools, importlib, inspect, logging, os, platform, re, signal, statistics, sys, threading, time
 from math import isqrt
 from pathlib import Path
 import multiprocess as mp
@@ -56,15 +56,16 @@ def cpu_job(data:dict):
 
 # %% ../nbs/04_processes.ipynb #f80defd8
 def check_importable(f):
-    "Raise `ValueError` unless `f` can be imported by its module and name, as a fresh worker process will"
-    mod,qn = getattr(f, '__module__', None),getattr(f, '__qualname__', repr(f))
+    "Raise `ValueError` unless `f` (or, for a `partial` or a callable object, its function or class) can be imported by module and name"
+    g = f.func if isinstance(f, functools.partial) else f if inspect.isroutine(f) or isinstance(f, type) else type(f)
+    mod,qn = getattr(g, '__module__', None),getattr(g, '__qualname__', repr(g))
     o = None
     if mod not in (None, '__main__', '__mp_main__') and '<' not in qn:
         try:
             o = importlib.import_module(mod)
             for p in qn.split('.'): o = getattr(o, p)
         except (ImportError, AttributeError): o = None
-    if o is not f: raise ValueError(
+    if o is not g: raise ValueError(
         f"handler {qn} (module {mod}) can't be imported by name: a worker process starts a fresh Python that imports it, "
         "and a function defined in __main__ or a notebook isn't there. Move it to a module (e.g. concurrency_demo.procs.cpu_job), "
         "or use n=0 to run it here")
@@ -269,8 +270,10 @@ def _watch(self:ProcessWorkers):
             self.log.warning("Worker %s exited with code %s%s: starting a new one", self.names[i], p.exitcode,
                              f" while running job {job}, which comes back when its lease expires" if job else "")
             self.slots[3*i+2] = 0
-            self.procs[i] = self._spawn(i)
-            if self._wait_ready(60, want=[i]): self.log.error("Worker %s could not restart", self.names[i])
+            try:
+                self.procs[i] = self._spawn(i)
+                if (errs := self._wait_ready(60, want=[i])): self.log.error("Worker %s could not restart: %s", self.names[i], errs[0])
+            except Exception as e: self.log.error("Worker %s could not restart: %s", self.names[i], e, exc_info=e)
             self.restarts += 1
 
 # %% ../nbs/04_processes.ipynb #651e6af6

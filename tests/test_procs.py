@@ -4,7 +4,7 @@ after its lease, a killed parent's children exit, n=0 matches n=2; and the CPU-j
 Each queue test runs against SQLite, and against PostgreSQL too when `CDEMO_PG_DSN` names a server and lesson 09's
 `PgQueue` exists (each test then uses its own queue name). No test asserts a timing beyond loose bounds.
 """
-import json, logging, os, signal, subprocess, sys, time, uuid
+import functools, json, logging, os, signal, subprocess, sys, time, uuid
 from pathlib import Path
 import pytest
 from concurrency_demo.dbqueue import open_queue
@@ -168,6 +168,9 @@ def test_serial_takes_any_callable(tmp_path):
 
 def _local_handler(x): return x
 
+class Doubler:
+    def __call__(self, x): return 2*x
+
 def test_bad_input(tmp_path):
     url = tmp_path/'q.db'
     def nested(x): return x
@@ -179,6 +182,9 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match='poll'): ProcessWorkers(url, cpu_job, poll=0)
     with pytest.raises(TypeError, match='callable'): ProcessWorkers(url, 42)
     assert check_importable(_local_handler) is _local_handler  # a module-level function of an importable module
+    assert check_importable(functools.partial(cpu_job)).func is cpu_job
+    assert isinstance(check_importable(Doubler()), Doubler)  # a callable object of an importable class
+    with pytest.raises(ValueError, match="can't be imported by name"): check_importable(functools.partial(nested))
     w = ProcessWorkers(url, cpu_job, n=1, poll=0.02).start()
     with pytest.raises(RuntimeError, match='already started'): w.start()
     w.stop()
