@@ -8,7 +8,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/async.html.md"""
 __all__ = ['logger', 'Background', 'amap', 'RateLimiter', 'AsyncWorkers', 'bench_llm', 'llm_table', 'plot_llm']
 
 # %% ../nbs/03_async.ipynb #172fcec2
-import asyncio, inspect, json, logging, math, os, platform, shutil, statistics, tempfile, threading, time
+import asyncio, inspect, json, logging, math, os, platform, re, shutil, statistics, tempfile, threading, time
 import httpx2
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +122,11 @@ class AsyncWorkers:
         self.loop = self.thread = self.closing = None
         self.started = False
 
-    def __repr__(self): return f"AsyncWorkers({str(self.url)!r}, {getattr(self.ahandler, '__name__', type(self.ahandler).__name__)}, concurrency={self.concurrency})"
+    def __repr__(self): return f"AsyncWorkers({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, {getattr(self.ahandler, '__name__', type(self.ahandler).__name__)}, concurrency={self.concurrency})"
+    def __enter__(self): return self.start()
+    def __exit__(self, *a): self.stop()
+    async def __aenter__(self): return await self.astart()
+    async def __aexit__(self, *a): await self.astop()
     def stats(self)->dict:
         "Jobs processed (acked) and failed (not acked) so far, jobs in flight, and jobs processed per worker"
         return dict(processed=self.processed, failed=self.failed, running=len(self.tasks), workers={self.name: self.processed})
@@ -296,11 +300,6 @@ async def run(self:AsyncWorkers, until_empty:bool=True):
     await self.ajoin()
     return self
 
-@patch
-async def __aenter__(self:AsyncWorkers): return await self.astart()
-@patch
-async def __aexit__(self:AsyncWorkers, *a): await self.astop()
-
 # %% ../nbs/03_async.ipynb #ecc2cd1d
 def _on(loop):
     try: return asyncio.get_running_loop() is loop
@@ -345,15 +344,11 @@ def join(self:AsyncWorkers, timeout:float=None):
     if self.thread: self.thread.join(timeout)
     elif self.started: self._call(asyncio.wait_for(self.finished.wait(), timeout), 'join')
 
-@patch
-def __enter__(self:AsyncWorkers): return self.start()
-@patch
-def __exit__(self:AsyncWorkers, *a): self.stop()
-
 # %% ../nbs/03_async.ipynb #f0295e47
 @patch
 def drain(self:AsyncWorkers, timeout:float=None)->bool:
     "Wait until the queue has no job queued or running; `False` if `timeout` seconds pass first"
+    if self.loop is not None and _on(self.loop): raise RuntimeError("drain() would block the loop the workers run on: use `await w.adrain()`")
     end = None if timeout is None else time.monotonic() + timeout
     q = open_queue(self.url, **self.qkw)
     try:
@@ -462,14 +457,18 @@ def llm_table(res:dict)->str:
     return '\n'.join(lines)
 
 def plot_llm(res:dict):
-    "Measured wall time (dots) against the ideal `ceil(N/c) × latency` (bars) for each run of a `bench_llm` result"
+    "Each run of a `bench_llm` result as its time over the ideal `ceil(N/c) × latency` (1 is ideal)"
     import matplotlib.pyplot as plt
     rows = [('amap', r) for r in res['fanout']] + [('AsyncWorkers', r) for r in res['drain']]
-    fig,ax = plt.subplots(figsize=(8, 3.2))
-    labels = [f"{k} {r['client']}\nN={r['n']}, c={r['concurrency']}" for k,r in rows]
-    ax.bar(labels, [r['ideal_s'] for _,r in rows], color='lightgrey', label='ideal: ceil(N/c) × latency')
-    ax.scatter(labels, [r['median_s'] for _,r in rows], color='C3', zorder=3, label='measured (median)')
+    fig,ax = plt.subplots(figsize=(7, 0.8 + 0.32*len(rows)))
+    colors = dict(openai='C3', httpx2='C1', sleep='C2')
+    ax.barh([f"{k}, N={r['n']}, c={r['concurrency']}: {r['client']}" for k,r in rows], [r['ratio'] for _,r in rows],
+            color=[colors[r['client']] for _,r in rows])
+    ax.axvline(1, color='k', lw=1, ls='--')
+    for i,(_,r) in enumerate(rows): ax.text(r['ratio'], i, f" {r['ratio']:.2f}x ({r['median_s']:.2f} s)", va='center', fontsize=8)
     m = res['machine']
-    ax.set(ylabel='seconds', title=f"{res['fanout'][0]['latency']*1000:.0f} ms per call; {m['cpus']} CPUs, Python {m['python']}")
-    ax.tick_params(axis='x', labelsize=7); ax.legend(fontsize=8)
+    ax.set(xlabel='time / ideal', xlim=(0, max(r['ratio'] for _,r in rows)*1.35),
+           title=f"{res['fanout'][0]['latency']*1000:.0f} ms per call; {m['cpus']} CPUs, Python {m['python']}")
+    ax.invert_yaxis(); ax.tick_params(axis='y', labelsize=8)
+    fig.tight_layout()
     return fig

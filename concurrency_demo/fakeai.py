@@ -241,8 +241,8 @@ def _admin(url, path, data=None, timeout=5):
     "Call the admin route `path` of the fake server at `url` (its base URL, ending in `/v1`)"
     req = urllib.request.Request(url.removesuffix('/v1') + path, data=None if data is None else json.dumps(data).encode(),
                                  method='GET' if data is None else 'POST', headers={'content-type': 'application/json'})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r: return json.loads(r.read())
+    try:  # no proxy: the server is on this machine, whatever HTTP_PROXY says
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout) as r: return json.loads(r.read())
     except urllib.error.HTTPError as e: raise ValueError(json.loads(e.read())['error']['message']) from None
 
 def fake_stats(url:str)->dict:
@@ -263,6 +263,12 @@ class FakeAI:
         FakeState(**self.settings)  # check the settings now, in the caller
         store_attr('port,host,process')
         self.url,self.server,self.thread,self.proc = None,None,None,None
+
+    @classmethod
+    def at(cls, url:str):
+        "A handle on a fake server already running at `url` (say, in another process): its counters and settings, not its life"
+        fa = cls(); fa.url = url
+        return fa
 
     def __repr__(self): return f"FakeAI({self.url or 'stopped'}, {self.settings})"
     def __enter__(self): return self.start().url
@@ -288,7 +294,9 @@ def _start_thread(self:FakeAI):
     self.thread.start()
     deadline = time.monotonic() + 10
     while not self.server.started:
-        if not self.thread.is_alive() or time.monotonic() > deadline: sock.close(); raise RuntimeError(f"The fake LLM server failed to start on port {self.port}")
+        if not self.thread.is_alive() or time.monotonic() > deadline:
+            self.server.should_exit = True; self.server = None; sock.close()
+            raise RuntimeError(f"The fake LLM server failed to start on port {self.port}")
         time.sleep(0.01)
 
 @patch
@@ -314,7 +322,8 @@ def _start_process(self:FakeAI):
         try: fake_stats(url); return
         except (OSError, ValueError):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill(); raise RuntimeError(f"The fake LLM server process failed to start on port {self.port}")
+                self.proc.kill(); self.proc = None
+                raise RuntimeError(f"The fake LLM server process failed to start on port {self.port}")
             time.sleep(0.05)
 
 @patch
@@ -327,7 +336,7 @@ def _stop_process(self:FakeAI, timeout):
 @patch
 def start(self:FakeAI)->FakeAI:
     "Start serving; `self.url` is the base URL"
-    if self.url: return self
+    if self.proc or self.server: return self
     self._start_process() if self.process else self._start_thread()
     self.url = f'http://{self.host}:{self.port}/v1'
     _running.append(self.url)
@@ -336,10 +345,10 @@ def start(self:FakeAI)->FakeAI:
 @patch
 def stop(self:FakeAI, timeout:float=5):
     "Stop serving, waking any hung calls; the port is free again once this returns"
-    if not self.url: return
-    self._stop_process(timeout) if self.process else self._stop_thread(timeout)
+    if not (self.proc or self.server): return  # not started, or a handle from `FakeAI.at`
+    self._stop_process(timeout) if self.proc else self._stop_thread(timeout)
     if self.url in _running: _running.remove(self.url)
-    self.url = None
+    self.url,self.proc,self.server = None,None,None
 
 # %% ../nbs/02a_fakeai.ipynb #ea70b878
 @call_parse

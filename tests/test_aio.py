@@ -316,6 +316,7 @@ def test_serial_switch_and_async_entry_points(store):
         async with AsyncWorkers(store, h, concurrency=3, poll=0.01) as w2:
             assert await w2.adrain(timeout=10)
             with pytest.raises(RuntimeError, match='await w.astop'): w2.stop()
+            with pytest.raises(RuntimeError, match='await w.adrain'): w2.drain()
         return w2
     w2 = asyncio.run(in_app())
     assert q.stats() == dict(queued=0, running=0, done=12, dead=0) and w2.stats()['processed'] == 6

@@ -58,14 +58,14 @@ def test_settings_are_checked_before_anything_changes():
     with pytest.raises(ValueError, match='hang_rate'): FakeAI(hang_rate=-0.1)
 
 def test_configure_and_reset_over_http(fake):
-    fa = FakeAI(); fa.url = fake
+    fa = FakeAI.at(fake)
     assert fa.configure(error_rate=1)['error_rate'] == 1
     with pytest.raises(InternalServerError): create(fake, max_retries=0)
     with pytest.raises(ValueError, match='error_rate'): fa.configure(error_rate=3)
     assert fa.reset()['calls'] == 0
 
 def test_sdk_retries_500s_and_the_server_counts_each_try(fake):
-    fa = FakeAI(); fa.url = fake
+    fa = FakeAI.at(fake)
     fa.configure(error_rate=1)
     with pytest.raises(InternalServerError): create(fake, max_retries=2)
     s = fake_stats(fake)
@@ -142,7 +142,9 @@ def test_process_mode_and_cli():
     with fp as url:
         assert create(url).choices[0].message.content == fake_reply('hi', seed=3, model='gpt-4o-mini')
         assert fp.stats()['ok'] == 1
-    assert fp.proc.poll() is not None
+        proc = fp.proc
+    assert proc.poll() is not None and fp.proc is None
+    FakeAI.at(url).stop()  # a handle doesn't own the server: stopping it is a no-op
     out = subprocess.run([sys.executable, '-m', 'concurrency_demo.fakeai', '--help'], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and '--error-rate' in out.stdout and '--hang-rate' in out.stdout and '--rpm' in out.stdout
 
@@ -212,7 +214,7 @@ def test_per_call_timeout_overrides_the_clients():
 
 def test_no_stacked_retries(fake):
     "One question is at most 1 + max_retries calls: the helpers add no retry loop of their own"
-    fa = FakeAI(); fa.url = fake
+    fa = FakeAI.at(fake)
     fa.configure(error_rate=1)
     for n in (0, 1, 2):
         fa.reset()
