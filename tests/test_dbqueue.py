@@ -1,7 +1,7 @@
 """System tests for the job queue (issues 3 and 9): processes, crashes, leases, retries and bad input.
 
 Every test takes `store` (tests/conftest.py), a fresh queue URL, and runs once per store: SQLite and PostgreSQL share
-one interface, so they share one set of tests. Worker processes are started with `spawn` and open their own queue
+one interface, so they share one set of tests (the PostgreSQL server is CI's `CDEMO_PG_DSN`, or a throwaway one). Worker processes are started with `spawn` and open their own queue
 with `open_queue(url)`, as every runtime must.
 """
 import math, multiprocessing as mp, os, random, signal, time
@@ -25,8 +25,14 @@ def run_procs(targets, timeout=60):
 def _call(i, fn, args, res): res.put((i, fn(*args)))
 
 def integrity(url):
-    "The store's own consistency check: SQLite's `PRAGMA integrity_check`"
-    return open_queue(url).db.q("PRAGMA integrity_check")[0]['integrity_check']
+    "The store's own consistency check: SQLite's `PRAGMA integrity_check`; PostgreSQL's amcheck on the table and its indexes"
+    q = open_queue(url)
+    if not url.startswith('postgresql://'): return q.db.q("PRAGMA integrity_check")[0]['integrity_check']
+    c = q.conn
+    c.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+    bad = c.execute("SELECT * FROM verify_heapam('job')").fetchall()
+    c.execute("""SELECT bt_index_check(i.indexrelid, true) FROM pg_index i WHERE i.indrelid='job'::regclass""").fetchall()
+    return 'ok' if not bad else bad
 
 def snapshot(q, ids):
     "Everything a bad call could change: the counts, and every job's row"
@@ -243,6 +249,7 @@ bad_inputs = {  # name: (call(q, held, done), exception, text the message must c
     'data-object':        (lambda q,h,d: q.enqueue({'f': object()}), TypeError, 'object'),
     'batch-one-bad':      (lambda q,h,d: q.enqueue_many([1, 2, {3}]), TypeError, 'set'),
     'result-not-json':    (lambda q,h,d: q.ack(h, {1}), TypeError, 'set'),
+    'results-not-json':   (lambda q,h,d: q.ack_many([h], [{1}]), TypeError, 'Job result'),
     'data-over-1MiB':     (lambda q,h,d: q.enqueue('x'*2**20), ValueError, 'max_size'),
     'data-over-cap':      (lambda q,h,d: q.reopen(max_size=100).enqueue('x'*100), ValueError, 'max_size=100'),
     'result-over-cap':    (lambda q,h,d: q.ack(h, 'x'*2**20), ValueError, 'max_size'),
