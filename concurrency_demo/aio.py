@@ -16,6 +16,7 @@ from pathlib import Path
 from fastcore.utils import *
 from fastcore.aio import run_sync
 from .dbqueue import Queue, LeaseLost, open_queue, _num, _worker_id
+from .threads import wait_drained
 from .llm import LLMConfig, llm_config, aclient, aask, client, ask, ask_all, AskJob
 from .fakeai import FakeAI
 
@@ -349,16 +350,9 @@ def join(self:AsyncWorkers, timeout:float=None):
 def drain(self:AsyncWorkers, timeout:float=None)->bool:
     "Wait until the queue has no job queued or running; `False` if `timeout` seconds pass first"
     if self.loop is not None and _on(self.loop): raise RuntimeError("drain() would block the loop the workers run on: use `await w.adrain()`")
-    end = None if timeout is None else time.monotonic() + timeout
-    q = open_queue(self.url, **self.qkw)
-    try:
-        while True:
-            s = q.stats()
-            if s['queued'] == s['running'] == 0: return True
-            if self.started and self.finished.is_set(): raise RuntimeError(f"{self!r} has stopped, with jobs left: {s}")
-            if end is not None and time.monotonic() > end: return False
-            time.sleep(min(self.poll, 0.02))
-    finally: q.close()
+    def check(s):
+        if self.started and self.finished.is_set(): raise RuntimeError(f"{self!r} has stopped, with jobs left: {s}")
+    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), check=check)
 
 @patch
 async def adrain(self:AsyncWorkers, timeout:float=None)->bool:

@@ -202,10 +202,15 @@ def dequeue_many(self:Queue, n:int, worker:str=None, lease:float=None)->list:
     self._check()
     now = self.clock()
     if now >= self._next_reclaim:  # look for expired leases at most every `reclaim_every` seconds
-        self.db.conn.execute(_reclaim, dict(now=now))
+        self._reclaim_expired(now)
         self._next_reclaim = now + self.reclaim_every
-    rows = self.db.conn.execute(_claim, dict(queue=self.name, now=now, lease_until=now+lease, worker=worker or self.worker, n=n)).fetchall()
+    rows = self._claim_rows(dict(queue=self.name, now=now, lease_until=now+lease, worker=worker or self.worker, n=n))
     return sorted(map(_job, rows), key=lambda j: (-j.priority, j.run_at, j.id))
+
+@patch
+def _reclaim_expired(self:Queue, now): self.db.conn.execute(_reclaim, dict(now=now))
+@patch
+def _claim_rows(self:Queue, params): return self.db.conn.execute(_claim, params).fetchall()
 
 @patch
 def dequeue(self:Queue, worker:str=None, lease:float=None)->Job|None:

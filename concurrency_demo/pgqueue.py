@@ -169,17 +169,11 @@ _pg_claim = f"""WITH c AS MATERIALIZED (
   RETURNING {', '.join('job.'+c for c in _cols.split(', '))}"""
 
 @patch
-def dequeue_many(self:PgQueue, n:int, worker:str=None, lease:float=None)->list:
-    "Claim up to `n` jobs at once, each with its own lease and token"
-    _num('n', n, lo=1, integer=True)
-    lease = _num('lease', ifnone(lease, self.lease))
-    self._check()
-    now = self.clock()
-    if now >= self._next_reclaim:  # look for expired leases at most every `reclaim_every` seconds
-        self.conn.execute(_pg_reclaim, dict(now=now))
-        self._next_reclaim = now + self.reclaim_every
-    rows = self.conn.execute(_pg_claim, dict(queue=self.name, now=now, lease_until=now+lease, worker=worker or self.worker, n=n)).fetchall()
-    return sorted(map(_job, rows), key=lambda j: (-j.priority, j.run_at, j.id))
+def _reclaim_expired(self:PgQueue, now): self.conn.execute(_pg_reclaim, dict(now=now))
+@patch
+def _claim_rows(self:PgQueue, params): return self.conn.execute(_pg_claim, params).fetchall()
+
+PgQueue.dequeue_many = Queue.dequeue_many  # the same checks, throttled reclaim and ordering; only the two statements differ
 
 # %% ../nbs/09_postgres.ipynb #54b8242c
 @patch

@@ -17,7 +17,7 @@ from multiprocess.connection import wait as wait_conns
 from fastcore.utils import *
 from fastcore.parallel import parallel
 from .dbqueue import Queue, Job, LeaseLost, open_queue, fmt_error, _num, _worker_id
-from .threads import run_job, Heartbeat, _held, _machine
+from .threads import run_job, Heartbeat, _held, _machine, wait_drained
 
 # %% ../nbs/04_processes.ipynb #005aa998
 def fib(n:int)->int:
@@ -319,66 +319,70 @@ def join(self:ProcessWorkers, timeout:float=None):
 @patch
 def drain(self:ProcessWorkers, timeout:float=None)->bool:
     "Wait until the queue has no job queued or running; `False` if `timeout` seconds pass first"
-    end = None if timeout is None else time.monotonic()+timeout
-    q = open_queue(self.url, **self.qkw)
-    try:
-        while True:
-            s = q.stats()
-            if s['queued'] == s['running'] == 0 and not self.stats()['running']: return True  # and the children have counted
-            if end is not None and time.monotonic() > end: return False
-            time.sleep(min(self.poll, 0.02))
-    finally: q.close()
+    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), idle=lambda: not self.stats()['running'])  # and the children have counted
 
 # %% ../nbs/04_processes.ipynb #6cc77e1d
-def _median(f, repeats):
-    "Median wall seconds of `repeats` calls of `f`"
-    ts = []
+def _burn(n:int)->float:
+    "The CPU-bound benchmark job: count the primes below `n`; return the CPU seconds this thread spent on it"
+    t = time.thread_time(); count_primes(n)
+    return time.thread_time()-t
+
+def _nap(s:float)->float:
+    "The I/O-bound benchmark job: wait `s` seconds; return the CPU seconds this thread spent on it"
+    t = time.thread_time(); time.sleep(s)
+    return time.thread_time()-t
+
+def _compare(modes:dict, repeats:int)->dict:
+    "Run each of `modes` (name: function returning its jobs' CPU seconds) once per repeat, in turn: median seconds, speedups, cores"
+    runs = []
     for _ in range(repeats):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter()-t)
-    return round(statistics.median(ts), 4)
+        run = {}
+        for k,f in modes.items():
+            t = time.perf_counter(); cpu = sum(f()); run[k] = (time.perf_counter()-t, cpu)
+        runs.append(run)
+    med = lambda xs: round(statistics.median(xs), 4)
+    return dict({k: med([o[k][0] for o in runs]) for k in modes},
+                speedup={k: round(statistics.median(o['serial'][0]/o[k][0] for o in runs), 2) for k in modes},
+                cores={k: round(statistics.median(o[k][1]/o[k][0] for o in runs), 2) for k in modes},
+                runs=[{k: round(o[k][0], 4) for k in modes} for o in runs])
 
 def _cpu_model():
     try: return re.search(r'model name\s*:\s*(.*)', Path('/proc/cpuinfo').read_text())[1]
     except (OSError, TypeError): return platform.processor()
 
-def _pool_times(method, f, items, n, repeats):
-    "Median seconds for a warm pool of `n` `method` processes to map `f` over `items`"
-    with mp_context(method).Pool(n) as pool:
-        pool.map(sleep_s, [0.2]*n, chunksize=1)
-        return _median(lambda: pool.map(f, items, chunksize=1), repeats)
-
 # %% ../nbs/04_processes.ipynb #56d3742e
 def bench_procs(quick:bool=False)->dict:
-    "CPU work serially, on 2 threads and on 2 processes; I/O waits on threads vs processes; process start costs"
+    "Start cost per method; CPU work serially, on 2 threads and on 2 processes; I/O waits serially, on threads and on processes"
     r = 1 if quick else 5
     res = dict(machine=dict(_machine(), cpu=_cpu_model()), quick=quick, repeats=r)
     methods = [o for o in (('forkserver',) if quick else ('fork', 'forkserver', 'spawn')) if o in mp.get_all_start_methods()]
     res['start'] = [start_cost(o, repeats=r if quick else 3) for o in methods]  # first, so forkserver's first start is cold
-    n,k = (30_000, 4) if quick else (100_000, 8)
+    (n,k),(io,w) = ((30_000, 4), ([0.05]*4, 2)) if quick else ((100_000, 8), ([0.05]*16, 8))
     cpu = [n]*k
-    res['cpu'] = c = dict(job=f'count_primes({n:,})', jobs=k, workers=2,
-        serial=_median(lambda: [count_primes(o) for o in cpu], r),
-        threads=_median(lambda: parallel(count_primes, cpu, n_workers=2, threadpool=True), r),
-        procs=_pool_times('forkserver', count_primes, cpu, 2, r),
-        procs_cold=_median(lambda: parallel(count_primes, cpu, n_workers=2, method='spawn'), r))
-    io,w = ([0.05]*4, 2) if quick else ([0.05]*16, 8)
-    res['io'] = o = dict(job='sleep 50 ms', jobs=len(io), workers=w, serial=round(sum(io), 2),
-        threads=_median(lambda: parallel(sleep_s, io, n_workers=w, threadpool=True), r),
-        procs=_pool_times('forkserver', sleep_s, io, w, r),
-        procs_cold=_median(lambda: parallel(sleep_s, io, n_workers=w, method='spawn'), r))
-    for d in (c, o): d['speedup'] = {k: round(d['serial']/d[k], 2) for k in ('threads', 'procs', 'procs_cold')}
+    with mp_context('forkserver').Pool(2) as p2, mp_context('forkserver').Pool(w) as pw:
+        for p,m in ((p2, 2), (pw, w)): p.map(sleep_s, [0.2]*m, chunksize=1)  # every process up and running
+        res['cpu'] = dict(job=f'count_primes({n:,})', jobs=k, workers=2, **_compare(dict(
+            serial=lambda: [_burn(o) for o in cpu],
+            threads=lambda: parallel(_burn, cpu, n_workers=2, threadpool=True),
+            procs=lambda: p2.map(_burn, cpu, chunksize=1),
+            procs_cold=lambda: parallel(_burn, cpu, n_workers=2, method='spawn')), r))
+        res['io'] = dict(job='sleep 50 ms', jobs=len(io), workers=w, **_compare(dict(
+            serial=lambda: [_nap(o) for o in io],
+            threads=lambda: parallel(_nap, io, n_workers=w, threadpool=True),
+            procs=lambda: pw.map(_nap, io, chunksize=1),
+            procs_cold=lambda: parallel(_nap, io, n_workers=w, method='spawn')), r))
     res['machine']['load_after'] = [round(o, 2) for o in os.getloadavg()]
     return res
 
 # %% ../nbs/04_processes.ipynb #17f678e9
 def procs_table(res:dict)->list:
-    "The rows of a `bench_procs` result: case, runtime, seconds, speedup over serial"
+    "The rows of a `bench_procs` result: case, runtime, median seconds, speedup over serial, cores the jobs got"
     rows = []
     for case in ('cpu', 'io'):
         c = res[case]
         for k,lbl in (('serial', 'serial'), ('threads', f"{c['workers']} threads"), ('procs', f"{c['workers']} processes (started)"),
                       ('procs_cold', f"{c['workers']} processes (parallel, incl. start)")):
-            rows.append(dict(case=f"{case}: {c['jobs']} × {c['job']}", runtime=lbl, seconds=c[k], speedup=round(c['serial']/c[k], 2)))
+            rows.append(dict(case=f"{case}: {c['jobs']} × {c['job']}", runtime=lbl, seconds=c[k], speedup=c['speedup'][k], cores=c['cores'][k]))
     return rows
 
 def md_table(rows:list)->str:
@@ -396,9 +400,9 @@ def plot_procs(res:dict):
         ks = ['serial', 'threads', 'procs', 'procs_cold']
         lbls = ['serial', f"{c['workers']} threads", f"{c['workers']} processes", f"{c['workers']} processes\n(incl. start)"]
         bars = ax.bar(lbls, [c[k] for k in ks], color=['C7', 'C0', 'C1', 'C3'])
-        ax.bar_label(bars, [f"{c[k]:.2f}s\n×{c['serial']/c[k]:.1f}" for k in ks], fontsize=8)
+        ax.bar_label(bars, [f"{c[k]:.2f}s\n×{c['speedup'][k]:.2f}" for k in ks], fontsize=8)
         ax.set_title(f"{'CPU' if case=='cpu' else 'I/O'}: {c['jobs']} × {c['job']}", fontsize=10, loc='left')
-        ax.set_ylabel('seconds (median)'); ax.margins(y=0.25)
+        ax.set_ylabel('seconds (median of runs)'); ax.margins(y=0.3)
     m = res['machine']
     fig.suptitle(f"{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load {m['load'][0]}→{m['load_after'][0]}, {m['date']}", fontsize=9)
     return fig

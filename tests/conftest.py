@@ -20,3 +20,8 @@ def store(request, tmp_path):
     if request.param == 'sqlite': yield str(tmp_path/'q.db')
     else:
         with pg_database(request.getfixturevalue('pg_server'), 'cdemo_test') as url: yield url
+
+@pytest.fixture
+def qurl(store):
+    "`(url, queue_kwargs)` of a fresh, empty queue on each store"
+    return store, {}

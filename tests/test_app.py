@@ -1,6 +1,7 @@
 "The job console's routes, in-process with Starlette's TestClient: submit, bad input, retry/cancel, counts, escaping, workers in the lifespan"
 import re, time
 import pytest
+from helpers import wait_until
 from starlette.testclient import TestClient
 from concurrency_demo.app import make_app, max_prompt, Queues, ConsoleWorkers, recent_jobs, all_stats, offline_app
 from concurrency_demo.dbqueue import open_queue
@@ -21,13 +22,6 @@ def fake():
     with FakeAI(latency=0.02) as url: yield url
 
 def counts(c): return c.get('/stats.json').json()
-
-def wait_until(f, timeout=30):
-    end = time.monotonic() + timeout
-    while not (r := f()):
-        assert time.monotonic() < end, 'timed out'
-        time.sleep(0.02)
-    return r
 
 def test_page_offline(cli):
     "The page loads htmx from the app itself and nothing from elsewhere"

@@ -2,6 +2,7 @@
 import json, os, re, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
+from helpers import wait_until
 from concurrency_demo.dbqueue import open_queue
 from concurrency_demo.fakeai import FakeAI
 
@@ -27,13 +28,6 @@ def stop(p, sig=signal.SIGTERM, timeout=30):
 
 def url_of(line): return re.search(r'http://127\.0\.0\.1:\d+', line)[0]
 def get(url, path='/'): return urllib.request.urlopen(url + path, timeout=10).read().decode()
-
-def wait_until(f, timeout=30):
-    end = time.monotonic() + timeout
-    while not (r := f()):
-        assert time.monotonic() < end, 'timed out'
-        time.sleep(0.05)
-    return r
 
 def test_console_script_installed():
     "The `cdemo` console script (pyproject's [project.scripts]) runs"

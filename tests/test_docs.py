@@ -31,11 +31,11 @@ def html_name(nb):
     return nbpath2html(Path(nb)).name
 
 def nb_title(path):
-    "The H1 that opens notebook `path`'s first markdown cell"
+    "The H1 that opens notebook `path`'s first markdown cell, as a page shows it (inline code marks dropped)"
     nb = nbformat.read(path, as_version=4)
     md = next((c.source for c in nb.cells if c.cell_type == 'markdown' and c.source.strip()), '')
     m = re.match(r'\s*#\s+(.+)', md)
-    return m.group(1).strip() if m else None
+    return re.sub(r'`([^`]*)`', r'\1', m.group(1)).strip() if m else None
 
 def public_exports(path):
     "Public functions and classes that notebook `path` exports: nbdev adds a `show_doc` for each"

@@ -1,38 +1,17 @@
 """ProcessWorkers (lesson 04): results and errors stored, stop() leaves nothing running, a killed child's job comes back
 after its lease, a killed parent's children exit, n=0 matches n=2; and the CPU-job handler's whitelist.
 
-Each queue test runs against SQLite, and against PostgreSQL too when `CDEMO_PG_DSN` names a server and lesson 09's
-`PgQueue` exists (each test then uses its own queue name). No test asserts a timing beyond loose bounds.
+Each queue test runs against SQLite and PostgreSQL (the `qurl` fixture in conftest.py). No test asserts a timing beyond loose bounds.
 """
-import functools, json, logging, os, signal, subprocess, sys, time, uuid
+import functools, json, logging, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
+from helpers import wait_until
 from concurrency_demo.dbqueue import open_queue
 from concurrency_demo.procs import ProcessWorkers, cpu_job, count_primes, check_importable, bench_procs
 
 pytestmark = pytest.mark.timeout(60)
 LOG = 'concurrency_demo.procs'
-
-def _backends():
-    res = ['sqlite']
-    if os.environ.get('CDEMO_PG_DSN'):
-        try: import concurrency_demo.pgqueue  # noqa: F401  (lesson 09)
-        except ImportError: pass
-        else: res.append('postgres')
-    return res
-
-@pytest.fixture(params=_backends())
-def qurl(request, tmp_path):
-    "`(url, queue_kwargs)` of an empty queue of its own"
-    if request.param == 'sqlite': return tmp_path/'q.db', {}
-    return os.environ['CDEMO_PG_DSN'], dict(name=f't{uuid.uuid4().hex[:10]}')
-
-def wait_until(f, timeout=20, every=0.01):
-    end = time.monotonic()+timeout
-    while not (res := f()):
-        if time.monotonic() > end: raise TimeoutError(f'still false after {timeout}s')
-        time.sleep(every)
-    return res
 
 def alive(pid):
     "Is `pid` running (not gone, not a zombie)?"

@@ -1,37 +1,16 @@
 """ThreadWorkers (lesson 01): errors are stored and logged, stop() leaves nothing running, n=0 matches n=3, hangs don't block stop.
 
-Each test runs against SQLite, and against PostgreSQL too when `CDEMO_PG_DSN` names a server and lesson 09's
-`PgQueue` exists (each test then uses its own queue name). No test asserts a timing beyond loose bounds.
+Each test runs against SQLite and PostgreSQL (the `qurl` fixture in conftest.py). No test asserts a timing beyond loose bounds.
 """
-import json, logging, os, threading, time, uuid
+import json, logging, os, threading, time
 from collections import Counter
 import pytest
+from helpers import wait_until
 from concurrency_demo.dbqueue import open_queue, LeaseLost
 from concurrency_demo.threads import ThreadWorkers, Heartbeat, run_job, bench_threads
 
 pytestmark = pytest.mark.timeout(60)
 LOG = 'concurrency_demo.threads'
-
-def _backends():
-    res = ['sqlite']
-    if os.environ.get('CDEMO_PG_DSN'):
-        try: import concurrency_demo.pgqueue  # noqa: F401  (lesson 09)
-        except ImportError: pass
-        else: res.append('postgres')
-    return res
-
-@pytest.fixture(params=_backends())
-def qurl(request, tmp_path):
-    "`(url, queue_kwargs)` of an empty queue of its own"
-    if request.param == 'sqlite': return tmp_path/'q.db', {}
-    return os.environ['CDEMO_PG_DSN'], dict(name=f't{uuid.uuid4().hex[:10]}')
-
-def wait_until(f, timeout=10, every=0.01):
-    end = time.monotonic()+timeout
-    while not (res := f()):
-        if time.monotonic() > end: raise TimeoutError(f'still false after {timeout}s')
-        time.sleep(every)
-    return res
 
 def square_or_fail(x):
     if x < 0: raise ValueError(f'negative: {x}')
