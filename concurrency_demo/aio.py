@@ -208,9 +208,8 @@ async def _wait(ev, timeout):
 
 @patch
 async def _dispatch(self:AsyncWorkers, until_empty):
-    cap = max(self.concurrency, 1)
     while not self.stopping.is_set():
-        free = cap - len(self.tasks)
+        free = max(self.concurrency, 1) - len(self.tasks)  # read each time round: `set_concurrency` may change it
         if free <= 0:
             self.wake.clear(); await self.wake.wait(); continue
         try: jobs = await self._db(self._claim, free)
@@ -233,6 +232,13 @@ async def _heartbeat(self:AsyncWorkers, every):
         await asyncio.sleep(every)
         try: await self._db(self._beat)
         except Exception as e: self.log.error("Worker %s: heartbeat failed: %s", self.name, e, exc_info=e)
+
+# %% ../nbs/03_async.ipynb #fad691dc
+@patch
+def set_concurrency(self:AsyncWorkers, n:int):
+    "Change the most jobs in flight to `n` (at least 1), from any thread"
+    self.concurrency = _num('concurrency', n, lo=1, integer=True)
+    if self.loop is not None and not self.loop.is_closed(): self.loop.call_soon_threadsafe(self.wake.set)
 
 # %% ../nbs/03_async.ipynb #f408ce1e
 @patch

@@ -8,8 +8,8 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/app.html.md"""
 __all__ = ['static_dir', 'htmx_config', 'queue_names', 'max_prompt', 'max_prompts', 'row_html', 'css', 'offline_hdrs',
            'add_static', 'offline_app', 'Queues', 'recent_jobs', 'all_stats', 'check_prompt', 'parse_prompts',
            'parse_int', 'parse_cpu', 'job_text', 'job_outcome', 'job_time', 'job_actions', 'job_row', 'RowCache',
-           'counts_view', 'jobs_body', 'problem', 'llm_form', 'cpu_form', 'page', 'make_app', 'ConsoleWorkers',
-           'bench_console', 'plot_console']
+           'counts_view', 'jobs_body', 'problem', 'llm_form', 'cpu_form', 'concurrency_form', 'page', 'make_app',
+           'ConsoleWorkers', 'bench_console', 'plot_console']
 
 # %% ../nbs/06_app.ipynb #4393a21e
 import asyncio, functools, json, secrets, statistics, threading, time
@@ -191,6 +191,11 @@ def cpu_form():
     return Form(Label('Function', Select(*opts, name='fn')), Label('Argument', Input(name='arg', value='200000', inputmode='numeric')),
                 Label('Jobs', Input(name='count', value='4', inputmode='numeric')), Button('Run CPU jobs'), hx_post='/cpu', id='cpu-form', **_form)
 
+def concurrency_form(n):
+    "Change how many LLM calls the workers in this process make at once"
+    return Form(Label('LLM calls in flight', Input(name='concurrency', value=str(n), inputmode='numeric')), Button('Set'),
+                hx_post='/concurrency', hx_target='#msg', hx_swap='innerHTML', id='concurrency-form', enctype='application/x-www-form-urlencoded')
+
 # %% ../nbs/06_app.ipynb #7efcb31e
 css = Style("""
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
@@ -207,10 +212,10 @@ table { border-collapse: collapse; width: 100%; font-size: .9rem; } th, td { tex
 @functools.cache
 def _forms(): return NotStr(to_xml(llm_form()) + to_xml(cpu_form()))  # they never change: render them once
 
-def page(counts, jobs, limit=50, poll=0.5):
+def page(counts, jobs, limit=50, poll=0.5, concurrency=None):
     return (Title('Job console'), css,
             Main(H1('Job console'), P(f'Jobs go to a queue in the database; workers run them. The newest {limit} are shown.'),
-                 Div(id='msg', role='alert'), _forms(), counts_view(counts),
+                 Div(id='msg', role='alert'), _forms(), concurrency_form(concurrency) if concurrency else '', counts_view(counts),
                  Table(Thead(Tr(*map(Th, ['id', 'queue', 'job', 'status', 'attempts', 'time', 'result or error', '']))), jobs_body(jobs, poll))))
 
 # %% ../nbs/06_app.ipynb #cb2adb3e
@@ -255,8 +260,18 @@ def make_app(db='jobs.db', # the queue database: a SQLite path (its folder must 
 
 # %% ../nbs/06_app.ipynb #b581b508
 def _routes(rt, qs, jobs, submitted, limit, poll):
+    def llm_workers(req): return [w for w in getattr(req.app.state, 'workers', []) if isinstance(w, AsyncWorkers)]
+
     @rt('/')
-    def index(): return page(all_stats(qs()), recent_jobs(qs(), limit), limit, poll)
+    def index(req): return page(all_stats(qs()), recent_jobs(qs(), limit), limit, poll, first(w.concurrency for w in llm_workers(req)))
+
+    @rt('/concurrency', methods=['post'])
+    def set_concurrency(req, concurrency:str=''):
+        try: n = parse_int('concurrency', concurrency, 1, 10_000)
+        except ValueError as e: return problem(str(e))
+        if not (ws := llm_workers(req)): return problem('This server runs no workers (--no-workers): set --concurrency on `cdemo worker`', 409)
+        for w in ws: w.set_concurrency(n)
+        return P(f'LLM workers: at most {n} calls in flight.')
 
     @rt('/llm', methods=['post'])
     def submit_llm(prompts:str=''):

@@ -64,7 +64,9 @@ def test_submit_cpu(cli, db):
     ('/cpu', {'fn': 'fib', 'arg': '20', 'count': '0'}, 'count must be from 1'),
     ('/cpu', {'fn': 'fib', 'arg': '1e3', 'count': '1'}, 'fib(n) must be a whole number'),
     ('/cpu', {'fn': 'fib', 'arg': '99', 'count': '1'}, 'fib(n) must be from 0 to 32'),
-    ('/cpu', {'fn': 'os.system', 'arg': '1', 'count': '1'}, 'Unknown CPU function')])
+    ('/cpu', {'fn': 'os.system', 'arg': '1', 'count': '1'}, 'Unknown CPU function'),
+    ('/concurrency', {'concurrency': 'fast'}, "concurrency must be a whole number, got 'fast'"),
+    ('/concurrency', {'concurrency': '0'}, 'concurrency must be from 1')])
 def test_bad_input(cli, url, data, msg):
     "400, the message for the page's message area, and nothing enqueued"
     r = cli.post(url, data=data, headers=HX)
@@ -136,6 +138,18 @@ def test_workers_in_lifespan(db, fake):
         wait_until(lambda: counts(c) == {'llm': dict(queued=0, running=0, done=12, dead=0), 'cpu': dict(queued=0, running=0, done=2, dead=0)})
         assert fake_reply('p7', model=llm_config('fake', fake).model) in c.get('/jobs/8', headers=HX).text
         assert '17711' in c.get('/jobs/13', headers=HX).text
+
+def test_set_concurrency(db, fake):
+    "The page's form changes the LLM workers' cap; without workers in this process it says where to set it"
+    with TestClient(make_app(db, base_url=fake, concurrency=5, cpu_workers=0)) as c:
+        assert 'name="concurrency" value="5"' in c.get('/').text
+        r = c.post('/concurrency', data={'concurrency': '12'}, headers=HX)
+        assert r.status_code == 200 and '12' in r.text and c.app.state.workers[0].concurrency == 12
+        c.post('/llm', data={'prompts': '\n'.join(f'p{i}' for i in range(20))}, headers=HX)
+        wait_until(lambda: counts(c)['llm']['done'] == 20)
+    with TestClient(make_app(db, workers=False)) as c:
+        r = c.post('/concurrency', data={'concurrency': '3'}, headers=HX)
+        assert r.status_code == 409 and 'cdemo worker' in r.text
 
 def test_shutdown_releases(db):
     "Jobs still running at shutdown go back to the queue, unspent"
