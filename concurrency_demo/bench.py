@@ -325,7 +325,7 @@ impl_notes = {'huey': "huey's `dequeue` deletes the task, so it is also the ack:
 
 def targets_table(res:dict) -> str:
     "Markdown table of the targets: what each asks, the measured value, met or not"
-    rows = [f"| {t['target']} | ≥ {t['at_least']:,} {t['unit']} | {t['value']:,} {t['unit']} | {'✅ met' if t['met'] else '❌ not met'} |" for t in targets(res)]
+    rows = [f"| {t['target']} | ≥ {t['at_least']:,} {t['unit']} | {t['value']:,} {t['unit']} | {'✓ met' if t['met'] else '✗ not met'} |" for t in targets(res)]
     return "| target | asks | measured | |\n|---|---:|---:|---|\n" + "\n".join(rows)
 
 # %% ../nbs/08_benchmarks.ipynb #9f699977
