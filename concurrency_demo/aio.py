@@ -358,7 +358,7 @@ def drain(self:AsyncWorkers, timeout:float=None)->bool:
     if self.loop is not None and _on(self.loop): raise RuntimeError("drain() would block the loop the workers run on: use `await w.adrain()`")
     def check(s):
         if self.started and self.finished.is_set(): raise RuntimeError(f"{self!r} has stopped, with jobs left: {s}")
-    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), check=check)
+    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), idle=lambda: not self.tasks, check=check)  # and the tasks have counted
 
 @patch
 async def adrain(self:AsyncWorkers, timeout:float=None)->bool:

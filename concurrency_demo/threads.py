@@ -204,7 +204,7 @@ def drain(self:ThreadWorkers, timeout:float=None)->bool:
     def check(s):
         if self.threads and not any(t.is_alive() for t in self.threads) and not self.stopping.is_set():
             raise RuntimeError(f"Every worker thread of {self!r} has exited, with jobs left: {s}")
-    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), check=check)
+    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), idle=lambda: not self.stats()['running'], check=check)  # and the threads have counted
 
 # %% ../nbs/01_threads.ipynb #42cb8ddf
 @patch
