@@ -169,12 +169,17 @@ def enqueue(self:Queue, data, # any JSON-serializable value
 
 # %% ../nbs/00_dbqueue.ipynb #12d1c897
 @patch
-def enqueue_many(self:Queue, datas, priority:int=0, delay:float=0, keys=None, max_attempts:int=3)->list:
-    "Add many jobs in one transaction and return their ids"
+def _rows(self:Queue, datas, priority, delay, keys, max_attempts):
+    "Validated rows for `datas` (and one key each, or `None`), all at one `now`"
     now,datas = self.clock(),list(datas)
     keys = [None]*len(datas) if keys is None else list(keys)
     if len(keys)!=len(datas): raise ValueError(f"keys has {len(keys)} items for {len(datas)} datas")
-    rows = [self._row(d, priority, delay, k, max_attempts, now=now) for d,k in zip(datas,keys)]
+    return [self._row(d, priority, delay, k, max_attempts, now=now) for d,k in zip(datas,keys)]
+
+@patch
+def enqueue_many(self:Queue, datas, priority:int=0, delay:float=0, keys=None, max_attempts:int=3)->list:
+    "Add many jobs in one transaction and return their ids"
+    rows = self._rows(datas, priority, delay, keys, max_attempts)
     ids = []
     with self._tx() as c:
         for r in rows:

@@ -106,7 +106,7 @@ class PgQueue:
 
     def __repr__(self): return f"PgQueue({re.sub(r':[^:@/]*@', ':***@', self.url)!r}, name={self.name!r}, worker={self.worker!r})"
     def close(self): self.conn.close()
-    _encode,_row,retry_delay,_check,__enter__,__exit__ = Queue._encode,Queue._row,Queue.retry_delay,Queue._check,Queue.__enter__,Queue.__exit__
+    _encode,_row,_rows,retry_delay,_check,__enter__,__exit__ = Queue._encode,Queue._row,Queue._rows,Queue.retry_delay,Queue._check,Queue.__enter__,Queue.__exit__
     dequeue,ack,fail,extend,release,cancel,retry = Queue.dequeue,Queue.ack,Queue.fail,Queue.extend,Queue.release,Queue.cancel,Queue.retry
 
 # %% ../nbs/09_postgres.ipynb #ca3338c8
@@ -144,14 +144,12 @@ _pg_insert_many = """WITH i AS (INSERT INTO job (queue, data, priority, max_atte
 @patch
 def enqueue_many(self:PgQueue, datas, priority:int=0, delay:float=0, keys=None, max_attempts:int=3)->list:
     "Add many jobs in one transaction and return their ids"
-    now,datas = self.clock(),list(datas)
-    keys = [None]*len(datas) if keys is None else list(keys)
-    if len(keys)!=len(datas): raise ValueError(f"keys has {len(keys)} items for {len(datas)} datas")
-    rows = [self._row(d, priority, delay, k, max_attempts, now=now) for d,k in zip(datas,keys)]
+    rows = self._rows(datas, priority, delay, keys, max_attempts)
     self._check()
     if not rows: return []
-    if any(k is not None for k in keys):
+    if any(r[5] is not None for r in rows):
         with self.conn.transaction(): return [self._insert(r) for r in rows]
+    now = rows[0][-1]  # created_at: the `now` every row was made at
     p = dict(queue=self.name, priority=priority, max_attempts=max_attempts, run_at=now+delay, now=now, datas=[r[1] for r in rows])
     return [r[0] for r in self.conn.execute(_pg_insert_many, p)]
 
