@@ -264,12 +264,18 @@ def ack(self:Queue, job:Job, result=None):
     job.status,job.result = 'done',result
 
 @patch
-def ack_many(self:Queue, jobs, results=None):
-    "Acknowledge many jobs in one transaction: all of them, or none if any lease was lost"
+def _results(self:Queue, jobs, results):
+    "`jobs` and `results` as lists of the same length (default: `None` each), and the results encoded"
     jobs = list(jobs)
     results = [None]*len(jobs) if results is None else list(results)
     if len(results)!=len(jobs): raise ValueError(f"results has {len(results)} items for {len(jobs)} jobs")
-    rs,now = [self._encode(r, 'Job result') for r in results],self.clock()
+    return jobs, results, [self._encode(r, 'Job result') for r in results]
+
+@patch
+def ack_many(self:Queue, jobs, results=None):
+    "Acknowledge many jobs in one transaction: all of them, or none if any lease was lost"
+    jobs,results,rs = self._results(jobs, results)
+    now = self.clock()
     with self._tx():
         for j,r in zip(jobs,rs): self._held(j, _ack, dict(result=r, now=now))
     for j,r in zip(jobs,results): j.status,j.result = 'done',r

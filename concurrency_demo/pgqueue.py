@@ -106,7 +106,7 @@ class PgQueue:
 
     def __repr__(self): return f"PgQueue({re.sub(r':[^:@/]*@', ':***@', self.url)!r}, name={self.name!r}, worker={self.worker!r})"
     def close(self): self.conn.close()
-    _encode,_row,_rows,retry_delay,_check,__enter__,__exit__ = Queue._encode,Queue._row,Queue._rows,Queue.retry_delay,Queue._check,Queue.__enter__,Queue.__exit__
+    _encode,_row,_rows,_results,retry_delay,_check,__enter__,__exit__ = Queue._encode,Queue._row,Queue._rows,Queue._results,Queue.retry_delay,Queue._check,Queue.__enter__,Queue.__exit__
     dequeue,ack,fail,extend,release,cancel,retry = Queue.dequeue,Queue.ack,Queue.fail,Queue.extend,Queue.release,Queue.cancel,Queue.retry
 
 # %% ../nbs/09_postgres.ipynb #ca3338c8
@@ -230,10 +230,8 @@ _pg_ack_many = """UPDATE job SET status='done', result=v.result, error=NULL, tok
 @patch
 def ack_many(self:PgQueue, jobs, results=None):
     "Acknowledge many jobs in one transaction: all of them, or none if any lease was lost"
-    jobs = list(jobs)
-    results = [None]*len(jobs) if results is None else list(results)
-    if len(results)!=len(jobs): raise ValueError(f"results has {len(results)} items for {len(jobs)} jobs")
-    rs,now = [self._encode(r, 'Job result') for r in results],self.clock()
+    jobs,results,rs = self._results(jobs, results)
+    now = self.clock()
     self._check()
     ids = [j.id for j in jobs]
     if len(set(ids)) < len(ids): raise _lost(next(i for i in ids if ids.count(i) > 1))  # the second ack would find it done
