@@ -101,15 +101,18 @@ class Queue:
                  backoff_cap:float=3600, # longest retry delay
                  reclaim_every:float=1, # seconds between looks for expired leases
                  clock=time.time): # returns the time in seconds; injectable for tests
-        _num('lease', lease); _num('backoff', backoff); _num('backoff_cap', backoff_cap); _num('max_size', max_size, integer=True)
-        store_attr('lease,durable,max_size,backoff,backoff_cap,reclaim_every,clock')
-        self._next_reclaim = float('-inf')
-        if not isinstance(name, str) or not name: raise ValueError(f"name must be a non-empty string, got {name!r}")
-        self.name,self.worker = name,worker or _worker_id()
+        self._settings(name, lease, worker, durable, max_size, backoff, backoff_cap, reclaim_every, clock)
         self.db = connect(path, busy_timeout=busy_timeout, durable=durable)
         self.path = path
         self._owner = threading.get_ident(), os.getpid()
         with self._tx(): self.db.conn.execute(_schema)
+
+    def _settings(self, name, lease, worker, durable, max_size, backoff, backoff_cap, reclaim_every, clock):
+        "Check and keep the settings every store shares (PgQueue borrows this)"
+        _num('lease', lease); _num('backoff', backoff); _num('backoff_cap', backoff_cap); _num('max_size', max_size, integer=True)
+        if not isinstance(name, str) or not name: raise ValueError(f"name must be a non-empty string, got {name!r}")
+        store_attr('name,lease,durable,max_size,backoff,backoff_cap,reclaim_every,clock')
+        self.worker,self._next_reclaim = worker or _worker_id(),float('-inf')
 
     def __repr__(self): return f"Queue({self.path!r}, name={self.name!r}, worker={self.worker!r})"
     def close(self): self.db.close()

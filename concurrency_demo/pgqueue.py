@@ -91,12 +91,9 @@ class PgQueue:
                  backoff_cap:float=3600, # longest retry delay
                  reclaim_every:float=1, # seconds between looks for expired leases
                  clock=time.time): # returns the time in seconds; injectable for tests
-        _num('lease', lease); _num('backoff', backoff); _num('backoff_cap', backoff_cap); _num('max_size', max_size, integer=True)
+        self._settings(name, lease, worker, durable, max_size, backoff, backoff_cap, reclaim_every, clock)
         _num('busy_timeout', busy_timeout)
-        if not isinstance(name, str) or not name: raise ValueError(f"name must be a non-empty string, got {name!r}")
-        store_attr('url,name,lease,durable,max_size,backoff,backoff_cap,reclaim_every,clock')
-        self._next_reclaim,self._listening = float('-inf'),False
-        self.worker = worker or _worker_id()
+        self.url,self._listening = url,False
         opts = f"-c lock_timeout={int(busy_timeout*1000)} -c synchronous_commit={'on' if durable else 'off'}"
         self.conn = psycopg.connect(url, autocommit=True, connect_timeout=max(2, round(busy_timeout)), options=opts)
         self._owner = threading.get_ident(), os.getpid()
@@ -106,7 +103,7 @@ class PgQueue:
 
     def __repr__(self): return f"PgQueue({re.sub(r':[^:@/]*@', ':***@', self.url)!r}, name={self.name!r}, worker={self.worker!r})"
     def close(self): self.conn.close()
-    _encode,_row,_rows,_results,retry_delay,_check,__enter__,__exit__ = Queue._encode,Queue._row,Queue._rows,Queue._results,Queue.retry_delay,Queue._check,Queue.__enter__,Queue.__exit__
+    _settings,_encode,_row,_rows,_results,retry_delay,_check,__enter__,__exit__ = Queue._settings,Queue._encode,Queue._row,Queue._rows,Queue._results,Queue.retry_delay,Queue._check,Queue.__enter__,Queue.__exit__
     dequeue,ack,fail,extend,release,cancel,retry = Queue.dequeue,Queue.ack,Queue.fail,Queue.extend,Queue.release,Queue.cancel,Queue.retry
 
 # %% ../nbs/09_postgres.ipynb #ca3338c8
