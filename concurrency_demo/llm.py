@@ -12,7 +12,7 @@ __all__ = ['default_model', 'LLMConfig', 'llm_config', 'client', 'aclient', 'ask
 import asyncio, os, statistics, time
 from dataclasses import dataclass, field
 from fastcore.utils import *
-from openai import OpenAI, AsyncOpenAI
+from openai import OpenAI, AsyncOpenAI, DefaultAioHttpClient
 from .fakeai import running_url
 
 # %% ../nbs/02_llm.ipynb #4be11769
@@ -27,18 +27,22 @@ class LLMConfig:
     api_key:str = field(repr=False)
     timeout:float = 30. # seconds before one call gives up (the SDK then retries it)
     max_retries:int = 2 # the SDK's retries of timeouts, connection errors, 408/409/429/5xx
+    http:str = 'aiohttp' # the async client's transport: `aiohttp` (the SDK's `DefaultAioHttpClient`) or `httpx2` (its default)
 
 # %% ../nbs/02_llm.ipynb #36e2f106
 def llm_config(llm:str=None, # `fake` or `openai` (default: `CDEMO_LLM`, else `fake`)
                base_url:str=None, # the API's base URL, ending in `/v1`
                model:str=None, # default: `default_model()`
                timeout:float=30., # seconds before one call gives up
-               max_retries:int=2)->LLMConfig: # the SDK's retries
+               max_retries:int=2, # the SDK's retries
+               http:str=None)->LLMConfig: # the async client's transport: `aiohttp` or `httpx2` (default: `CDEMO_LLM_HTTP`, else `aiohttp`)
     "The LLM to use: the local fake by default, the real API only on request and with a key"
     llm = llm or os.environ.get('CDEMO_LLM') or 'fake'
     if llm not in ('fake', 'openai'): raise ValueError(f"CDEMO_LLM (or llm=) must be 'fake' or 'openai', got {llm!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0: raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0: raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    http = http or os.environ.get('CDEMO_LLM_HTTP') or 'aiohttp'
+    if http not in ('aiohttp', 'httpx2'): raise ValueError(f"CDEMO_LLM_HTTP (or http=) must be 'aiohttp' or 'httpx2', got {http!r}")
     if llm == 'openai':
         key = os.environ.get('OPENAI_API_KEY')
         if not key: raise ValueError("CDEMO_LLM=openai needs OPENAI_API_KEY in the environment")
@@ -47,7 +51,7 @@ def llm_config(llm:str=None, # `fake` or `openai` (default: `CDEMO_LLM`, else `f
         key,base_url = 'sk-fake',(base_url or os.environ.get('CDEMO_LLM_BASE_URL') or running_url())
         if not base_url: raise ValueError("No fake LLM server: start one with `FakeAI().start()` (or `python -m concurrency_demo.fakeai`), "
                                           "then pass its base_url or set CDEMO_LLM_BASE_URL")
-    return LLMConfig(llm, base_url, model or default_model(), key, timeout, max_retries)
+    return LLMConfig(llm, base_url, model or default_model(), key, timeout, max_retries, http)
 
 # %% ../nbs/02_llm.ipynb #eee191a2
 def client(cfg:LLMConfig=None)->OpenAI:
@@ -62,7 +66,8 @@ def aclient(cfg:LLMConfig=None)->AsyncOpenAI:
     except RuntimeError: raise RuntimeError("Make the AsyncOpenAI client inside a coroutine, on the event loop that will use it "
                                             "(its connections belong to that loop): `async with aclient() as cli: ...`") from None
     cfg = cfg or llm_config()
-    return AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout, max_retries=cfg.max_retries)
+    kw = dict(http_client=DefaultAioHttpClient(timeout=cfg.timeout)) if cfg.http == 'aiohttp' else {}
+    return AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout, max_retries=cfg.max_retries, **kw)
 
 # %% ../nbs/02_llm.ipynb #07f88df6
 def _msgs(prompt): return [{'role':'user', 'content':prompt}]

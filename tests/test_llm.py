@@ -6,7 +6,7 @@ import asyncio, json, os, socket, subprocess, sys, time, urllib.request
 from collections import Counter
 
 import pytest
-from openai import OpenAI, AsyncOpenAI, APITimeoutError, InternalServerError, RateLimitError, BadRequestError
+from openai import OpenAI, AsyncOpenAI, APIConnectionError, APITimeoutError, InternalServerError, RateLimitError, BadRequestError
 from concurrency_demo.fakeai import FakeAI, FakeState, fake_app, fake_reply, fake_stats, running_url, prompt_of
 from concurrency_demo.llm import AskJob, LLMConfig, aask, aclient, ask, ask_all, aask_all, astream, client, compare, llm_config
 
@@ -194,6 +194,39 @@ def test_ask_and_aask(fake):
     one,many,streamed,own = asyncio.run(go())
     assert one == streamed == own == fake_reply('q', model=cfg.model)
     assert many == [fake_reply(f'p{i}', model=cfg.model) for i in range(20)]
+
+@pytest.mark.parametrize('http', ['aiohttp', 'httpx2'])
+def test_async_transports_keep_the_sdk_policy(http):
+    "On either transport `aclient` can use: the same replies and stream, 500s retried `max_retries` times, Retry-After honoured, a hang ended at the timeout"
+    async def call(url, stream=False, **kw):
+        cfg = llm_config('fake', url, http=http, **kw)
+        async with aclient(cfg) as cli:
+            if stream: return ''.join([p async for p in astream('q', cli, cfg.model)])
+            return await aask('q', cli, cfg.model)
+    with FakeAI(latency=0) as url:
+        fa = FakeAI.at(url)
+        assert asyncio.run(call(url)) == asyncio.run(call(url, stream=True)) == fake_reply('q', model='gpt-4o-mini')
+        fa.configure(error_rate=1); fa.reset()
+        with pytest.raises(InternalServerError): asyncio.run(call(url, max_retries=2))
+        assert fake_stats(url)['by_retry'] == {'0': 1, '1': 1, '2': 1}
+        fa.configure(error_rate=0, rate_429=1, retry_after=1); fa.reset()
+        t = time.monotonic()
+        with pytest.raises(RateLimitError): asyncio.run(call(url, max_retries=1))
+        assert time.monotonic() - t >= 0.9 and fake_stats(url)['calls'] == 2
+        fa.configure(rate_429=0, hang_rate=1)
+        t = time.monotonic()
+        with pytest.raises(APITimeoutError): asyncio.run(call(url, max_retries=0, timeout=0.3))
+        assert 0.3 <= time.monotonic() - t < 3
+    with socket.socket() as sk:
+        sk.bind(('127.0.0.1', 0)); port = sk.getsockname()[1]  # bound, not listening: connections are refused
+        with pytest.raises(APIConnectionError): asyncio.run(call(f'http://127.0.0.1:{port}/v1', max_retries=0))
+
+def test_config_http_transport(monkeypatch):
+    monkeypatch.delenv('CDEMO_LLM_HTTP', raising=False)
+    assert llm_config('fake', 'http://x/v1').http == 'aiohttp'
+    monkeypatch.setenv('CDEMO_LLM_HTTP', 'httpx2')
+    assert llm_config('fake', 'http://x/v1').http == 'httpx2'
+    with pytest.raises(ValueError, match="'aiohttp' or 'httpx2'"): llm_config('fake', 'http://x/v1', http='urllib')
 
 def test_aask_all_respects_its_cap():
     with FakeAI(latency=0.05) as url:
