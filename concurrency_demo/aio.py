@@ -9,7 +9,7 @@ __all__ = ['logger', 'Background', 'amap', 'RateLimiter', 'AsyncWorkers', 'bench
 
 # %% ../nbs/03_async.ipynb #172fcec2
 import asyncio, inspect, json, logging, math, os, platform, re, shutil, statistics, tempfile, threading, time
-import httpx2
+import aiohttp, multiprocess
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -383,21 +383,56 @@ def _row(kind, n, c, lat, runs, cpus):
                 runs_s=[round(o, 3) for o in runs], ratio=round(m/_ideal(n, c, lat), 3), cpu_ms_per_call=round(1000*statistics.median(cpus)/n, 2))
 
 # %% ../nbs/03_async.ipynb #b05ed155
-async def _fanout(cfg, n, c, lat, repeats, kind='openai'):
-    "`repeats` timings of `n` calls at concurrency `c` with `kind` (`openai`, `httpx2` or `sleep`): (wall seconds, CPU seconds)"
-    async with aclient(cfg) as cli, httpx2.AsyncClient(base_url=cfg.base_url, headers={'authorization': f'Bearer {cfg.api_key}'}, timeout=cfg.timeout) as h:
+async def _fanout(cfg, n, c, lat, repeats, kind='openai', start=None):
+    "`repeats` timings of `n` calls at concurrency `c` with `kind` (`openai`, `openai/httpx2`, `aiohttp` or `sleep`): (end time, wall seconds, CPU seconds)"
+    if kind == 'openai/httpx2': cfg = LLMConfig(**(vars(cfg) | dict(http='httpx2')))
+    async with aclient(cfg) as cli, aiohttp.ClientSession(headers={'authorization': f'Bearer {cfg.api_key}'}) as h:
         async def raw(p):
-            r = await h.post('/chat/completions', json=dict(model=cfg.model, messages=[{'role':'user', 'content':p}]))
-            r.raise_for_status()
-            return r.json()['choices'][0]['message']['content']
-        f = dict(openai=lambda p: aask(p, cli, cfg.model), httpx2=raw, sleep=lambda p: asyncio.sleep(lat))[kind]
+            async with h.post(f'{cfg.base_url}/chat/completions', json=dict(model=cfg.model, messages=[{'role':'user', 'content':p}]),
+                              timeout=aiohttp.ClientTimeout(total=cfg.timeout)) as r:
+                r.raise_for_status()
+                return (await r.json())['choices'][0]['message']['content']
+        f = raw if kind == 'aiohttp' else (lambda p: asyncio.sleep(lat)) if kind == 'sleep' else (lambda p: aask(p, cli, cfg.model))
         await amap(f, [f'warm-up {i}' for i in range(c)], c)  # open the connections first
         res = []
         for r in range(repeats):
-            t,c0 = time.perf_counter(),time.process_time()
+            if start: await asyncio.to_thread(start)  # wait for the other processes
+            t,c0 = time.monotonic(),time.process_time()
             await amap(f, [f'prompt {r} {i}' for i in range(n)], c)
-            res.append((time.perf_counter()-t, time.process_time()-c0))
+            res.append((time.monotonic(), time.monotonic()-t, time.process_time()-c0))
     return res
+
+def _fanout_child(cfg, n, c, lat, repeats, bar, out):
+    "One process's share of `_fanout_procs`: its own loop and client; each run starts when `bar` lets it"
+    try: out.put(asyncio.run(_fanout(cfg, n, c, lat, repeats, 'openai', start=lambda: bar.wait(60))))
+    except BaseException as e: out.put(e); raise
+
+def _fanout_procs(cfg, n, c, lat, repeats, procs=2):
+    "`_fanout` of the SDK split over `procs` processes, each with `n/procs` calls at concurrency `c/procs`: (wall seconds, CPU seconds)"
+    if n % procs or c % procs: raise ValueError(f"n={n} and c={c} must both divide by procs={procs}")
+    from concurrency_demo.aio import _fanout_child as child  # the module's, which a child process can import (not a notebook's copy)
+    ctx = multiprocess.get_context('forkserver')
+    bar,out = ctx.Barrier(procs+1),ctx.Queue()
+    ps = [ctx.Process(target=child, args=(cfg, n//procs, c//procs, lat, repeats, bar, out), daemon=True) for _ in range(procs)]
+    for p in ps: p.start()
+    done = threading.Event()
+    def watch():  # a child that dies breaks the barrier, so nobody waits out its timeout
+        while not done.wait(0.2):
+            if any(p.exitcode not in (None, 0) for p in ps): return bar.abort()
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        starts = []
+        for r in range(repeats): bar.wait(60); starts.append(time.monotonic())
+        got = [out.get(timeout=120) for _ in ps]
+    except threading.BrokenBarrierError:
+        raise RuntimeError(f"A fan-out process failed to start or run (exit codes {[p.exitcode for p in ps]})") from None
+    finally:
+        done.set(); bar.abort()
+        for p in ps: p.join(10)
+        for p in ps:
+            if p.is_alive(): p.kill()
+    if errs := [o for o in got if isinstance(o, BaseException)]: raise RuntimeError(f"A fan-out process failed: {errs[0]!r}") from errs[0]
+    return [(max(g[r][0] for g in got) - starts[r], sum(g[r][2] for g in got)) for r in range(repeats)]
 
 def _sync_time(cfg, n):
     with client(cfg) as cli:
@@ -421,20 +456,22 @@ def _drain_time(cfg, n, c, lat, kind='openai'):
     return res
 
 # %% ../nbs/03_async.ipynb #38143125
+_FANOUT_KINDS = ('openai', 'openai/httpx2', 'openai×2proc', 'aiohttp', 'sleep')
+
 def bench_llm(quick:bool=False)->dict:
-    "Fan-out vs its ideal (SDK, bare HTTP, no HTTP), the sync baseline and speedup, and `AsyncWorkers` drains, against a fake LLM in its own process"
+    "Fan-out vs its ideal (SDK on each transport and over 2 processes, bare HTTP, no HTTP), the sync baseline and speedup, and `AsyncWorkers` drains, against a fake LLM in its own process"
     lat = 0.05 if quick else 0.1
-    cases,n_sync,drains,reps = ([(100, 25)], 20, [(200, 50)], 1) if quick else ([(200, 50), (1000, 100)], 200, [(1000, 50)], 5)
+    cases,n_sync,drains,reps = ([(100, 20)], 20, [(200, 50)], 1) if quick else ([(200, 50), (1000, 100)], 200, [(1000, 50)], 9)
     with FakeAI(latency=lat, process=True) as url:
         cfg = llm_config('fake', url, timeout=30)
         fan = []
         for n,c in cases:
-            for kind in ('openai', 'httpx2', 'sleep'):
-                ts = run_sync(_fanout(cfg, n, c, lat, reps, kind))
+            for kind in _FANOUT_KINDS:
+                ts = _fanout_procs(cfg, n, c, lat, reps) if kind == 'openai×2proc' else [o[1:] for o in run_sync(_fanout(cfg, n, c, lat, reps, kind))]
                 fan.append(_row(kind, n, c, lat, [w for w,_ in ts], [u for _,u in ts]))
         n0,c0 = cases[0]
         sync_s = _sync_time(cfg, n_sync)
-        async_s = fan[0]['median_s'] if n_sync == n0 else statistics.median(w for w,_ in run_sync(_fanout(cfg, n_sync, c0, lat, reps)))
+        async_s = fan[0]['median_s'] if n_sync == n0 else statistics.median(w for _,w,_ in run_sync(_fanout(cfg, n_sync, c0, lat, reps)))
         drain = []
         for n,c in drains:
             for kind in ('openai', 'sleep'):
@@ -449,9 +486,9 @@ def llm_table(res:dict)->str:
     "A `bench_llm` result as a text table: each fan-out and drain against its ideal, then sync vs async"
     m = res['machine']
     lines = [f"{m['platform']}, Python {m['python']}, {m['cpus']} CPUs, load {m['load']}, {m['date']}", '',
-             f"{'what':<14}{'client':<8}{'N':>6}{'c':>5}{'ideal s':>9}{'median s':>10}{'x ideal':>9}{'CPU ms/call':>13}"]
+             f"{'what':<14}{'client':<15}{'N':>6}{'c':>5}{'ideal s':>9}{'median s':>10}{'x ideal':>9}{'CPU ms/call':>13}"]
     for k,what in (('fanout', 'amap'), ('drain', 'AsyncWorkers')):
-        for r in res[k]: lines.append(f"{what:<14}{r['client']:<8}{r['n']:>6}{r['concurrency']:>5}{r['ideal_s']:>9.2f}{r['median_s']:>10.2f}{r['ratio']:>9.2f}{r['cpu_ms_per_call']:>13.2f}")
+        for r in res[k]: lines.append(f"{what:<14}{r['client']:<15}{r['n']:>6}{r['concurrency']:>5}{r['ideal_s']:>9.2f}{r['median_s']:>10.2f}{r['ratio']:>9.2f}{r['cpu_ms_per_call']:>13.2f}")
     b = res['sync_vs_async']
     lines += ['', f"sync, {b['n']} prompts one by one: {b['sync_s']:.2f} s; async at c={b['concurrency']}: {b['async_s']:.2f} s; speedup {b['speedup']}x"]
     return '\n'.join(lines)
@@ -461,7 +498,7 @@ def plot_llm(res:dict):
     import matplotlib.pyplot as plt
     rows = [('amap', r) for r in res['fanout']] + [('AsyncWorkers', r) for r in res['drain']]
     fig,ax = plt.subplots(figsize=(7, 0.8 + 0.32*len(rows)))
-    colors = dict(openai='C3', httpx2='C1', sleep='C2')
+    colors = {'openai':'C3', 'openai/httpx2':'C1', 'openai×2proc':'C4', 'aiohttp':'C0', 'sleep':'C2'}
     ax.barh([f"{k}, N={r['n']}, c={r['concurrency']}: {r['client']}" for k,r in rows], [r['ratio'] for _,r in rows],
             color=[colors[r['client']] for _,r in rows])
     ax.axvline(1, color='k', lw=1, ls='--')
