@@ -8,7 +8,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/async.html.md"""
 __all__ = ['logger', 'Background', 'amap', 'RateLimiter', 'AsyncWorkers', 'bench_llm', 'llm_table', 'plot_llm']
 
 # %% ../nbs/03_async.ipynb #172fcec2
-import asyncio, inspect, json, logging, math, os, platform, re, shutil, statistics, tempfile, threading, time
+import asyncio, dataclasses, inspect, json, logging, math, os, platform, re, shutil, statistics, tempfile, threading, time
 import aiohttp, multiprocess
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -385,7 +385,7 @@ def _row(kind, n, c, lat, runs, cpus):
 # %% ../nbs/03_async.ipynb #b05ed155
 async def _fanout(cfg, n, c, lat, repeats, kind='openai', start=None):
     "`repeats` timings of `n` calls at concurrency `c` with `kind` (`openai`, `openai/httpx2`, `aiohttp` or `sleep`): (end time, wall seconds, CPU seconds)"
-    if kind == 'openai/httpx2': cfg = LLMConfig(**(vars(cfg) | dict(http='httpx2')))
+    if kind == 'openai/httpx2': cfg = dataclasses.replace(cfg, http='httpx2')
     async with aclient(cfg) as cli, aiohttp.ClientSession(headers={'authorization': f'Bearer {cfg.api_key}'}) as h:
         async def raw(p):
             async with h.post(f'{cfg.base_url}/chat/completions', json=dict(model=cfg.model, messages=[{'role':'user', 'content':p}]),
@@ -399,7 +399,8 @@ async def _fanout(cfg, n, c, lat, repeats, kind='openai', start=None):
             if start: await asyncio.to_thread(start)  # wait for the other processes
             t,c0 = time.monotonic(),time.process_time()
             await amap(f, [f'prompt {r} {i}' for i in range(n)], c)
-            res.append((time.monotonic(), time.monotonic()-t, time.process_time()-c0))
+            end = time.monotonic()
+            res.append((end, end-t, time.process_time()-c0))
     return res
 
 def _fanout_child(cfg, n, c, lat, repeats, bar, out):
