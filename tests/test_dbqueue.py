@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from concurrency_demo.dbqueue import FakeClock, Job, LeaseLost, open_queue
+from concurrency_demo.store import FakeClock, Job, LeaseLost, Store, missing_dialect, open_queue, statuses
 
 ctx = mp.get_context('spawn')
 
@@ -281,6 +281,9 @@ bad_inputs = {  # name: (call(q, held, done), exception, text the message must c
     'n-zero':             (lambda q,h,d: q.dequeue_many(0), ValueError, 'n must'),
     'prune-negative':     (lambda q,h,d: q.prune(older_than=-1), ValueError, 'older_than'),
     'results-length':     (lambda q,h,d: q.ack_many([h], [1, 2]), ValueError, 'results'),
+    'recent-negative':    (lambda q,h,d: q.recent(-1), ValueError, 'n must'),
+    'recent-text':        (lambda q,h,d: q.recent('5'), ValueError, 'n must'),
+    'busy_timeout-neg':   (lambda q,h,d: q.reopen(busy_timeout=-1), ValueError, 'busy_timeout'),
 }
 
 @pytest.mark.parametrize('case', bad_inputs)
@@ -310,3 +313,56 @@ def missing_location(url, tmp_path):
     "A location like `url` whose folder (SQLite) or database (PostgreSQL) doesn't exist"
     if url.startswith('postgresql://'): return url.rsplit('/', 1)[0] + '/cdemo_no_such_db'
     return str(tmp_path/'no'/'such'/'dir'/'q.db')
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading every queue: `recent` and `counts` (what the console and `cdemo stats` show)
+
+def test_recent_and_counts(store):
+    "`recent` lists the newest jobs of every queue, newest first; `counts` every queue's jobs per status, all statuses present"
+    llm, cpu = open_queue(store, name='llm'), open_queue(store, name='cpu')
+    assert llm.recent() == [] and llm.counts() == {}
+    a = llm.enqueue_many(['p1', 'p2', 'p3'])
+    b = cpu.enqueue('primes')
+    llm.ack(llm.dequeue(), 'answer')
+    j = llm.dequeue(); llm.fail(j, 'boom')
+    rec = cpu.recent(3)
+    assert [x.id for x in rec] == [b, a[2], a[1]] and [x.queue for x in rec] == ['cpu', 'llm', 'llm']
+    assert all(isinstance(x, Job) for x in rec) and rec[0].data == 'primes'
+    assert [x.id for x in llm.recent()] == [b, *reversed(a)] and llm.recent(0) == []
+    assert llm.get(a[0]).result == 'answer'
+    assert cpu.counts() == dict(cpu=dict(queued=1, running=0, done=0, dead=0), llm=dict(queued=2, running=0, done=1, dead=0))
+    assert list(cpu.counts()['llm']) == list(statuses)
+    assert llm.counts()['llm'] == llm.stats() and cpu.counts()['cpu'] == cpu.stats()
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One base, two dialects
+
+def test_one_base(store):
+    "Both stores are `Store`s with a complete dialect; `q.url` reopens the same queue; `repr` hides a password"
+    q = open_queue(store, name='u')
+    assert isinstance(q, Store) and missing_dialect(type(q)) == []
+    jid = q.enqueue('x')
+    with open_queue(q.url, name='u') as again: assert again.get(jid).data == 'x' and type(again) is type(q)
+    q.url = 'postgresql://app:s3cret@db.example/jobs'
+    assert 's3cret' not in repr(q) and 'app:***@db.example' in repr(q)
+    with pytest.raises(RuntimeError, match='one Queue per thread'): run_thread(q.stats)
+
+def run_thread(f):
+    "Run `f` in a new thread; re-raise what it raised"
+    import threading
+    err = []
+    def go():
+        try: f()
+        except Exception as e: err.append(e)
+    t = threading.Thread(target=go); t.start(); t.join()
+    if err: raise err[0]
+
+def test_no_store_imports_another():
+    "`store` imports no store; `dbqueue` and `pgqueue` import only `store` from the package"
+    import ast, concurrency_demo
+    root = Path(concurrency_demo.__file__).parent
+    def imports(mod):
+        tree = ast.parse((root/f'{mod}.py').read_text())
+        return {(n.module or '').lstrip('.').removeprefix('concurrency_demo.') for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+                if n.level or (n.module or '').startswith('concurrency_demo')}
+    assert imports('store') == set() and imports('dbqueue') == {'store'} and imports('pgqueue') == {'store'}
