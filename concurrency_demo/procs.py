@@ -6,18 +6,16 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/processes.html.md"""
 
 # %% auto #0
 __all__ = ['cpu_fns', 'logger', 'fib', 'count_primes', 'busy', 'sleep_s', 'cpu_job', 'check_importable', 'mp_context',
-           'start_cost', 'ProcessWorkers', 'bench_procs', 'procs_table', 'md_table', 'plot_procs']
+           'ProcessWorkers']
 
 # %% ../nbs/04_processes.ipynb #b515dff5
-import functools, importlib, inspect, logging, os, platform, re, signal, statistics, sys, threading, time
+import functools, importlib, inspect, logging, os, signal, threading, time
 from math import isqrt
-from pathlib import Path
 import multiprocess as mp
 from multiprocess.connection import wait as wait_conns
 from fastcore.utils import *
-from fastcore.parallel import parallel
-from .dbqueue import Queue, Job, LeaseLost, open_queue, fmt_error, _num, _worker_id
-from .threads import run_job, Heartbeat, _held, _machine, wait_drained
+from .store import open_queue, fmt_error
+from .worker import Workers, Heartbeat, work
 
 # %% ../nbs/04_processes.ipynb #005aa998
 def fib(n:int)->int:
@@ -72,32 +70,12 @@ def check_importable(f):
     return f
 
 # %% ../nbs/04_processes.ipynb #f706dfe8
-def _mem_mb(field='Pss'):
-    "This process's memory in MB (Linux): `Rss` counts pages shared with other processes in full, `Pss` divides them; or `None`"
-    try: return round(int(re.search(field + r':\s+(\d+)', Path('/proc/self/smaps_rollup').read_text())[1])/1024, 1)
-    except (OSError, TypeError): return None
-
-def _ping(conn):
-    "A child's whole life: report pid and memory, and exit"
-    conn.send((os.getpid(), dict(rss_mb=_mem_mb('Rss'), pss_mb=_mem_mb('Pss')))); conn.close()
-
 def mp_context(method:str='forkserver'):
     "The `multiprocess` context for `method`; a forkserver preloads this module, so its children start with it imported"
     if method not in mp.get_all_start_methods(): raise ValueError(f"start method {method!r} is not available here: use one of {mp.get_all_start_methods()}")
     ctx = mp.get_context(method)
     if method == 'forkserver': ctx.set_forkserver_preload(['concurrency_demo.procs'])
     return ctx
-
-def start_cost(method:str='forkserver', repeats:int=3)->dict:
-    "Seconds to start a `method` process, hear from it and join it: the first time and the median after; its memory in MB"
-    ctx,ts = mp_context(method),[]
-    for _ in range(repeats+1):
-        r,w = ctx.Pipe(duplex=False)
-        t = time.perf_counter()
-        p = ctx.Process(target=_ping, args=(w,)); p.start(); w.close()
-        _,mem = r.recv(); p.join(); r.close()
-        ts.append(time.perf_counter()-t)
-    return dict(method=method, first=round(ts[0], 4), median=round(statistics.median(ts[1:]), 4), **mem)
 
 # %% ../nbs/04_processes.ipynb #93c68bfd
 class _Flag:
@@ -124,27 +102,15 @@ class _Shared:
 # %% ../nbs/04_processes.ipynb #36f7694a
 logger = logging.getLogger('concurrency_demo.procs')
 
-def _work(q, handler, i:int, slots, stopping, poll:float, hb=None, log=logger, until_empty=False):
-    "Claim and run jobs until `stopping` is set (or, with `until_empty`, until none is ready); count them in `slots[3*i:3*i+3]`"
-    while not stopping.is_set():
-        try: job = q.dequeue()
-        except Exception as e:
-            if until_empty: raise
-            log.error("Worker %s could not claim a job: %s", q.worker, e, exc_info=e)
-            stopping.wait(poll); continue
-        if job is None:
-            if until_empty: break
-            q.wait(poll); continue  # a sleep on SQLite; woken by a new job on PostgreSQL
-        slots[3*i+2] = job.id
-        if stopping.is_set(): _held(log, job, q.release, job); slots[3*i+2] = 0; break
-        ok = False
-        try: ok = run_job(q, job, handler, log, hb)
-        except Exception as e:  # storing the outcome failed: the lease brings the job back
-            if until_empty: raise
-            log.error("Worker %s could not store the outcome of job %s: %s", q.worker, job.id, e, exc_info=e)
-        finally:
-            slots[3*i + (0 if ok else 1)] += 1
-            slots[3*i+2] = 0
+class _Books:
+    "`work`'s `claimed` and `done` for worker `i`, kept in `slots`: processed, failed and current job id (0: idle) per worker"
+    def __init__(self, slots, i:int, stopping): store_attr()
+    def claimed(self, job)->bool:
+        self.slots[3*self.i+2] = job.id
+        return not self.stopping.is_set()
+    def done(self, job, ok):
+        if ok is not None: self.slots[3*self.i + (0 if ok else 1)] += 1
+        self.slots[3*self.i+2] = 0
 
 # %% ../nbs/04_processes.ipynb #1490f050
 def _watch_parent(conn):
@@ -154,7 +120,7 @@ def _watch_parent(conn):
     except (EOFError, OSError): os._exit(3)
 
 def _child(sh:_Shared, i:int, name:str, conn):
-    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run `_work` until told to stop"
+    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(conn,), daemon=True).start()
     log = logging.getLogger(sh.logname)
@@ -164,38 +130,30 @@ def _child(sh:_Shared, i:int, name:str, conn):
     except Exception as e: conn.send(fmt_error(e)); return
     conn.send(None)
     while not (sh.go.is_set() or sh.stopping.is_set()): time.sleep(0.01)
-    try: _work(q, sh.handler, i, sh.slots, sh.stopping, sh.poll, hb, log)
+    b = _Books(sh.slots, i, sh.stopping)
+    try: work(q, sh.handler, sh.stopping, sh.poll, log, hb, claimed=b.claimed, done=b.done)
     finally: hb.stop(timeout=1); q.close()
 
 # %% ../nbs/04_processes.ipynb #0ffc8a8d
-class ProcessWorkers:
-    "Run `handler` on the jobs of the queue at `url` in `n` worker processes, each with its own `Queue`; `n=0` runs in the caller"
+class ProcessWorkers(Workers):
+    "Run `handler` on the jobs of queue `queue` at `url` in `n` worker processes, each with its own `Queue`; `n=0` runs in the caller"
     def __init__(self, url, # the queue's location: a path, `sqlite:///path` or `postgresql://…`
                  handler, # `handler(data) -> result`, importable by module and name (e.g. `cpu_job`)
                  n:int=2, # number of processes; 0 runs the same loop in the caller, until nothing is ready
+                 queue:str='default', # the name of the queue in the database that these processes serve
                  poll:float=0.1, # seconds an idle worker waits before looking for a job again
                  lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3 while it runs
                  worker:str=None, # prefix of the worker ids (default: host-pid-random); process `i` is `{worker}-{i}`
                  method:str=None, # start method: 'forkserver' (default where available) or 'spawn'; never 'fork'
                  log=None, # a `logging.Logger`, also used by name in the children (default: `concurrency_demo.procs`)
                  **queue_kwargs): # passed to `open_queue` by each worker
-        if not callable(handler): raise TypeError(f"handler must be callable, got {handler!r}")
-        _num('n', n, integer=True)
-        if not (isinstance(poll, (int,float)) and poll > 0): raise ValueError(f"poll must be a number > 0, got {poll!r}")
+        super().__init__(url, handler, n, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
         if n: check_importable(handler)
         method = ifnone(method, 'forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
         if method == 'fork': raise ValueError("method='fork' copies locks held by the parent's other threads (see 'Choosing a start method'): use 'forkserver' or 'spawn'")
-        store_attr('url,handler,n,poll,method')
-        self.log,self.prefix = ifnone(log, logger),worker or _worker_id()
-        self.qkw = queue_kwargs if lease is None else dict(queue_kwargs, lease=_num('lease', lease))
-        self.names = [f'{self.prefix}-{i}' for i in range(max(n, 1))]
-        self.ctx = mp_context(method)
-        self.procs,self.conns,self.sh,self.restarts,self.monitor,self.started = [],[None]*max(n, 1),None,0,None,False
-        self.slots = [0]*3*max(n, 1)  # per worker: processed, failed, current job id; shared with the children once started
-
-    def __repr__(self): return f"ProcessWorkers({self.url!r}, {getattr(self.handler, '__name__', self.handler)}, n={self.n})"
-    def __enter__(self): return self.start()
-    def __exit__(self, *a): self.stop()
+        self.method,self.ctx = method,mp_context(method)
+        self.procs,self.conns,self.sh,self.restarts,self.monitor = [],[None]*len(self.names),None,0,None
+        self.slots = [0]*3*len(self.names)  # the books: shared with the children once started
 
 # %% ../nbs/04_processes.ipynb #dc3dfed3
 @patch
@@ -210,18 +168,17 @@ def _spawn(self:ProcessWorkers, i:int):
 @patch
 def start(self:ProcessWorkers, timeout:float=60):
     "Start the processes and return `self`; with `n=0`, run the jobs that are ready, here, before returning"
-    if self.started: raise RuntimeError(f"{self!r} was already started: make a new one")
-    self.started = True
-    if self.n == 0: return self.run(until_empty=True)
+    self._begin()
+    if self.n == 0: return self._serial()
     self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name)
-    self.slots = self.sh.slots
+    self.slots,self.stopping = self.sh.slots,self.sh.stopping
     self.procs = [self._spawn(i) for i in range(self.n)]
     errs = self._wait_ready(timeout)
     if errs:
         self.stop(timeout=0)
         raise RuntimeError(f"{self!r} could not start: {errs[0]}")
     self.sh.go.set()
-    self.monitor = threading.Thread(target=self._watch, daemon=True, name=f'{self.prefix}-monitor')
+    self.monitor = threading.Thread(target=self._watch, daemon=True, name=f'{self.worker}-monitor')
     self.monitor.start()
     return self
 
@@ -243,21 +200,14 @@ def _wait_ready(self:ProcessWorkers, timeout, want=None)->list:
 
 # %% ../nbs/04_processes.ipynb #ed59fd24
 @patch
-def run(self:ProcessWorkers, until_empty:bool=True):
-    "The `n=0` mode: run the worker loop in the caller until no job is ready"
-    q = open_queue(self.url, worker=self.names[0], **self.qkw)
-    hb = Heartbeat(self.url, log=self.log, worker=f'{self.names[0]}-hb', **self.qkw).start()
-    try: _work(q, self.handler, 0, self.slots, threading.Event(), self.poll, hb, self.log, until_empty=until_empty)
-    finally: hb.stop(timeout=1); q.close()
-    return self
-
-# %% ../nbs/04_processes.ipynb #4b9ea213
+def _claimed(self:ProcessWorkers, name, job): return _Books(self.slots, self.names.index(name), self.stopping).claimed(job)
 @patch
-def stats(self:ProcessWorkers)->dict:
-    "Jobs processed (acked) and failed (not acked) so far, jobs in flight, and jobs processed per worker"
+def _done(self:ProcessWorkers, name, job, ok): _Books(self.slots, self.names.index(name), self.stopping).done(job, ok)
+
+@patch
+def _counts(self:ProcessWorkers):
     s = list(self.slots)
-    return dict(processed=sum(s[0::3]), failed=sum(s[1::3]), running=sum(1 for o in s[2::3] if o),
-                workers={nm: s[3*i] for i,nm in enumerate(self.names)})
+    return {nm: s[3*i] for i,nm in enumerate(self.names)}, sum(s[1::3]), sum(1 for o in s[2::3] if o)
 
 # %% ../nbs/04_processes.ipynb #6331a18e
 @patch
@@ -278,131 +228,30 @@ def _watch(self:ProcessWorkers):
 
 # %% ../nbs/04_processes.ipynb #651e6af6
 @patch
-def stop(self:ProcessWorkers, timeout:float=10):
-    "Stop claiming; give jobs in flight `timeout` seconds, then end their processes and release their jobs: none is left `running`"
-    if not self.sh: return
-    self.sh.stopping.set()
-    end = time.monotonic()+timeout
+def _finish(self:ProcessWorkers, end):
+    "Wait for the children until `end`; terminate (then kill) those still running"
     if self.monitor and self.monitor is not threading.current_thread(): self.monitor.join()
     for p in self.procs: p.join(max(0, end-time.monotonic()))
-    late = [(i, self.slots[3*i+2]) for i,p in enumerate(self.procs) if p.is_alive()]
-    for i,_ in late: self.procs[i].terminate()
-    for i,_ in late:
-        self.procs[i].join(1)
-        if self.procs[i].is_alive(): self.procs[i].kill(); self.procs[i].join()
-    self._release([(i, j) for i,j in late if j])
-    for c in self.conns:
-        if c: c.close()
+    late = [p for p in self.procs if p.is_alive()]
+    for p in late: p.terminate()
+    for p in late:
+        p.join(1)
+        if p.is_alive(): p.kill(); p.join()
 
 @patch
-def _release(self:ProcessWorkers, late):
-    "Hand back the jobs of the children `stop` ended, from the caller's own `Queue`"
-    if not late: return
-    q = open_queue(self.url, **self.qkw)
-    try:
-        for i,id in late:
-            self.slots[3*i+2] = 0
-            job = q.get(id)
-            if job.status != 'running' or job.worker != self.names[i]: continue
-            try: q.release(job)
-            except LeaseLost: continue
-            self.log.warning("Job %s was still running on %s at stop(): ended the process and released the job", id, self.names[i])
-    finally: q.close()
+def _late(self:ProcessWorkers)->list:
+    "The jobs the ended children still had, as (job id, worker id), from the shared array"
+    late = [(id, self.names[i]) for i,id in enumerate(self.slots[2::3]) if id]
+    for i,_ in enumerate(self.names): self.slots[3*i+2] = 0
+    return late
+
+@patch
+def _cleanup(self:ProcessWorkers):
+    for c in self.conns:
+        if c: c.close()
 
 @patch
 def join(self:ProcessWorkers, timeout:float=None):
     "Wait for the processes to end (they end after `stop`)"
     end = None if timeout is None else time.monotonic()+timeout
     for p in self.procs: p.join(None if end is None else max(0, end-time.monotonic()))
-
-# %% ../nbs/04_processes.ipynb #7b3afd46
-@patch
-def drain(self:ProcessWorkers, timeout:float=None)->bool:
-    "Wait until the queue has no job queued or running; `False` if `timeout` seconds pass first"
-    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), idle=lambda: not self.stats()['running'])  # and the children have counted
-
-# %% ../nbs/04_processes.ipynb #6cc77e1d
-def _burn(n:int)->float:
-    "The CPU-bound benchmark job: count the primes below `n`; return the CPU seconds this thread spent on it"
-    t = time.thread_time(); count_primes(n)
-    return time.thread_time()-t
-
-def _nap(s:float)->float:
-    "The I/O-bound benchmark job: wait `s` seconds; return the CPU seconds this thread spent on it"
-    t = time.thread_time(); time.sleep(s)
-    return time.thread_time()-t
-
-def _compare(modes:dict, repeats:int)->dict:
-    "Run each of `modes` (name: function returning its jobs' CPU seconds) once per repeat, in turn: median seconds, speedups, cores"
-    runs = []
-    for _ in range(repeats):
-        run = {}
-        for k,f in modes.items():
-            t = time.perf_counter(); cpu = sum(f()); run[k] = (time.perf_counter()-t, cpu)
-        runs.append(run)
-    med = lambda xs: round(statistics.median(xs), 4)
-    return dict({k: med([o[k][0] for o in runs]) for k in modes},
-                speedup={k: round(statistics.median(o['serial'][0]/o[k][0] for o in runs), 2) for k in modes},
-                cores={k: round(statistics.median(o[k][1]/o[k][0] for o in runs), 2) for k in modes},
-                runs=[{k: round(o[k][0], 4) for k in modes} for o in runs])
-
-def _cpu_model():
-    try: return re.search(r'model name\s*:\s*(.*)', Path('/proc/cpuinfo').read_text())[1]
-    except (OSError, TypeError): return platform.processor()
-
-# %% ../nbs/04_processes.ipynb #56d3742e
-def bench_procs(quick:bool=False)->dict:
-    "Start cost per method; CPU work serially, on 2 threads and on 2 processes; I/O waits serially, on threads and on processes"
-    r = 1 if quick else 5
-    res = dict(machine=dict(_machine(), cpu=_cpu_model()), quick=quick, repeats=r)
-    methods = [o for o in (('forkserver',) if quick else ('fork', 'forkserver', 'spawn')) if o in mp.get_all_start_methods()]
-    res['start'] = [start_cost(o, repeats=r if quick else 3) for o in methods]  # first, so forkserver's first start is cold
-    (n,k),(io,w) = ((30_000, 4), ([0.05]*4, 2)) if quick else ((100_000, 8), ([0.05]*16, 8))
-    cpu = [n]*k
-    with mp_context('forkserver').Pool(2) as p2, mp_context('forkserver').Pool(w) as pw:
-        for p,m in ((p2, 2), (pw, w)): p.map(sleep_s, [0.2]*m, chunksize=1)  # every process up and running
-        res['cpu'] = dict(job=f'count_primes({n:,})', jobs=k, workers=2, **_compare(dict(
-            serial=lambda: [_burn(o) for o in cpu],
-            threads=lambda: parallel(_burn, cpu, n_workers=2, threadpool=True),
-            procs=lambda: p2.map(_burn, cpu, chunksize=1),
-            procs_cold=lambda: parallel(_burn, cpu, n_workers=2, method='spawn')), r))
-        res['io'] = dict(job='sleep 50 ms', jobs=len(io), workers=w, **_compare(dict(
-            serial=lambda: [_nap(o) for o in io],
-            threads=lambda: parallel(_nap, io, n_workers=w, threadpool=True),
-            procs=lambda: pw.map(_nap, io, chunksize=1),
-            procs_cold=lambda: parallel(_nap, io, n_workers=w, method='spawn')), r))
-    res['machine']['load_after'] = [round(o, 2) for o in os.getloadavg()]
-    return res
-
-# %% ../nbs/04_processes.ipynb #17f678e9
-def procs_table(res:dict)->list:
-    "The rows of a `bench_procs` result: case, runtime, median seconds, speedup over serial, cores the jobs got"
-    rows = []
-    for case in ('cpu', 'io'):
-        c = res[case]
-        for k,lbl in (('serial', 'serial'), ('threads', f"{c['workers']} threads"), ('procs', f"{c['workers']} processes (started)"),
-                      ('procs_cold', f"{c['workers']} processes (parallel, incl. start)")):
-            rows.append(dict(case=f"{case}: {c['jobs']} × {c['job']}", runtime=lbl, seconds=c[k], speedup=c['speedup'][k], cores=c['cores'][k]))
-    return rows
-
-def md_table(rows:list)->str:
-    "A markdown table of a list of dicts"
-    ks = list(rows[0])
-    return '\n'.join(['|'+'|'.join(ks)+'|', '|'+'|'.join('---' for _ in ks)+'|'] + ['|'+'|'.join(str(r[k]) for k in ks)+'|' for r in rows])
-
-# %% ../nbs/04_processes.ipynb #b63b2930
-def plot_procs(res:dict):
-    "Bar charts of a `bench_procs` result: seconds per runtime, CPU and I/O side by side"
-    import matplotlib.pyplot as plt
-    fig,axs = plt.subplots(1, 2, figsize=(10, 3.2), constrained_layout=True)
-    for ax,case in zip(axs, ('cpu', 'io')):
-        c = res[case]
-        ks = ['serial', 'threads', 'procs', 'procs_cold']
-        lbls = ['serial', f"{c['workers']} threads", f"{c['workers']} processes", f"{c['workers']} processes\n(incl. start)"]
-        bars = ax.bar(lbls, [c[k] for k in ks], color=['C7', 'C0', 'C1', 'C3'])
-        ax.bar_label(bars, [f"{c[k]:.2f}s\n×{c['speedup'][k]:.2f}" for k in ks], fontsize=8)
-        ax.set_title(f"{'CPU' if case=='cpu' else 'I/O'}: {c['jobs']} × {c['job']}", fontsize=10, loc='left')
-        ax.set_ylabel('seconds (median of runs)'); ax.margins(y=0.3)
-    m = res['machine']
-    fig.suptitle(f"{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load {m['load'][0]}→{m['load_after'][0]}, {m['date']}", fontsize=9)
-    return fig

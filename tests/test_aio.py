@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from openai import APITimeoutError
 from concurrency_demo.aio import AsyncWorkers, Background, RateLimiter, amap
-from concurrency_demo.dbqueue import FakeClock, open_queue
+from concurrency_demo.store import FakeClock, open_queue
 from concurrency_demo.fakeai import FakeAI, fake_reply, fake_stats
 from concurrency_demo.llm import AskJob, aask, aclient, llm_config
 
@@ -335,7 +335,9 @@ def test_bad_arguments(store):
     def sync_handler(x): return x
     with pytest.raises(TypeError, match='async'): AsyncWorkers(store, sync_handler)
     with pytest.raises(ValueError, match='concurrency'): AsyncWorkers(store, double, concurrency=-1)
-    with pytest.raises(ValueError, match='poll'): AsyncWorkers(store, double, poll=0)
+    for poll in (0, True, 'fast'):
+        with pytest.raises(ValueError, match='poll'): AsyncWorkers(store, double, poll=poll)
+    with pytest.raises(TypeError, match='queue='): AsyncWorkers(store, double, name='llm')
     w = AsyncWorkers(store, double, poll=0.01).start()
     with pytest.raises(RuntimeError, match='already started'): w.start()
     w.stop()
@@ -376,3 +378,13 @@ def test_faults_every_job_settles_and_calls_match_the_policy(store):
     worst_job = max_attempts * ((max_retries + 1) * timeout + max_retries * 1.0) + max_attempts * 0.05
     assert secs < worst_job * 500 / 50 and secs < 60
     assert w.stats()['processed'] == status['done']
+
+def test_serves_the_queue_it_names(store):
+    "`queue=` picks the queue (`name=` is refused); `worker` is the worker id its claims carry, and nothing is called `name`"
+    a,b = open_queue(store, name='llm'),open_queue(store, name='other')
+    ids = a.enqueue_many(list(range(5))); b.enqueue_many([1, 2])
+    with AsyncWorkers(store, double, concurrency=3, queue='llm', poll=0.01, worker='loop-1') as w:
+        assert (w.queue, w.worker) == ('llm', 'loop-1') and not hasattr(w, 'name')
+        assert w.drain(timeout=20)
+    assert [a.get(i).result for i in ids] == [0, 2, 4, 6, 8] and {a.get(i).worker for i in ids} == {'loop-1'}
+    assert b.stats()['queued'] == 2 and w.stats()['workers'] == {'loop-1': 5}

@@ -7,8 +7,8 @@ import functools, json, logging, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 from helpers import wait_until
-from concurrency_demo.dbqueue import open_queue
-from concurrency_demo.procs import ProcessWorkers, cpu_job, count_primes, check_importable, bench_procs
+from concurrency_demo.store import open_queue
+from concurrency_demo.procs import ProcessWorkers, cpu_job, count_primes, check_importable
 
 pytestmark = pytest.mark.timeout(60)
 LOG = 'concurrency_demo.procs'
@@ -61,7 +61,8 @@ def test_stop_ends_overrunning_children_and_leaves_nothing_running(qurl, caplog)
     assert [(q.get(i).status, q.get(i).attempts) for i in slow] == [('queued', 0)]*2
     assert not any(p.is_alive() for p in w.procs)
     msgs = sorted(r.getMessage() for r in caplog.records if r.name == LOG)
-    assert len(msgs) == 2 and all('at stop(): ended the process and released the job' in m for m in msgs)
+    assert len(msgs) == 2 and all('after stop(timeout=0.3): released it to the queue' in m for m in msgs)
+    assert sorted(m.split()[1] for m in msgs) == sorted(map(str, slow))
 
 def test_stop_lets_jobs_in_flight_finish(qurl):
     url,kw = qurl
@@ -158,7 +159,9 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match='copies locks'): ProcessWorkers(url, cpu_job, method='fork')
     with pytest.raises(ValueError, match='not available'): ProcessWorkers(url, cpu_job, method='teleport')
     with pytest.raises(ValueError, match='n must be'): ProcessWorkers(url, cpu_job, n=-1)
-    with pytest.raises(ValueError, match='poll'): ProcessWorkers(url, cpu_job, poll=0)
+    for poll in (0, True, 'fast'):
+        with pytest.raises(ValueError, match='poll'): ProcessWorkers(url, cpu_job, poll=poll)
+    with pytest.raises(TypeError, match='queue='): ProcessWorkers(url, cpu_job, name='cpu')
     with pytest.raises(TypeError, match='callable'): ProcessWorkers(url, 42)
     assert check_importable(_local_handler) is _local_handler  # a module-level function of an importable module
     assert check_importable(functools.partial(cpu_job)).func is cpu_job
@@ -181,8 +184,13 @@ def test_cpu_job_whitelist():
                     (dict(fn='fib', n=True), 'from 0 to 32'), (dict(fn='fib', n='3'), 'from 0 to 32'), (dict(fn='fib', n=3, x=1), "takes only 'n'")):
         with pytest.raises(ValueError, match=msg): cpu_job(bad)
 
-def test_bench_procs_quick_is_json():
-    r = json.loads(json.dumps(bench_procs(quick=True)))
-    assert set(r) == {'machine', 'quick', 'repeats', 'cpu', 'io', 'start'}
-    assert [o['method'] for o in r['start']] == ['forkserver']
-    assert all(r['cpu'][k] > 0 for k in ('serial', 'threads', 'procs', 'procs_cold'))
+def test_serves_the_queue_it_names(qurl):
+    "`queue=` picks the queue; jobs of other queues in the same database are left alone"
+    url,kw = qurl
+    cpu,other = open_queue(url, name='cpu', **kw),open_queue(url, name='other', **kw)
+    ids = cpu.enqueue_many([dict(fn='fib', n=10), dict(fn='fib', n=12)]); other.enqueue(dict(fn='fib', n=5))
+    with ProcessWorkers(url, cpu_job, n=2, queue='cpu', poll=0.02, worker='pc', **kw) as w:
+        assert (w.queue, w.worker, w.names) == ('cpu', 'pc', ['pc-0', 'pc-1'])
+        assert w.drain(timeout=30)
+    assert [cpu.get(i).result for i in ids] == [55, 144]
+    assert other.stats()['queued'] == 1 and w.stats()['processed'] == 2

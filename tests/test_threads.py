@@ -6,8 +6,9 @@ import json, logging, os, threading, time
 from collections import Counter
 import pytest
 from helpers import wait_until
-from concurrency_demo.dbqueue import open_queue, LeaseLost
-from concurrency_demo.threads import ThreadWorkers, Heartbeat, run_job, bench_threads
+from concurrency_demo.store import open_queue, LeaseLost
+from concurrency_demo.threads import ThreadWorkers
+from concurrency_demo.worker import Heartbeat, run_job
 
 pytestmark = pytest.mark.timeout(60)
 LOG = 'concurrency_demo.threads'
@@ -162,9 +163,9 @@ def test_run_job_lost_lease_is_a_warning(tmp_path, caplog):
     jid = q.enqueue('x')
     j = q.dequeue()
     def released_meanwhile(d): q.release(j); return 1
-    caplog.set_level(logging.WARNING, logger=LOG)
+    caplog.set_level(logging.WARNING, logger='concurrency_demo.worker')
     assert run_job(q, j, released_meanwhile) is False
-    assert [r.levelname for r in caplog.records if r.name == LOG] == ['WARNING']
+    assert [r.levelname for r in caplog.records if r.name == 'concurrency_demo.worker'] == ['WARNING']
 
 def test_every_job_done_once_under_contention(tmp_path):
     q = open_queue(tmp_path/'q.db')
@@ -184,7 +185,12 @@ def test_bad_input(tmp_path):
     with pytest.raises(TypeError, match='handler must be callable'): ThreadWorkers(p, 'not a function')
     for n in (-1, 1.5, True): 
         with pytest.raises(ValueError, match='n must be'): ThreadWorkers(p, abs, n=n)
-    with pytest.raises(ValueError, match='poll'): ThreadWorkers(p, abs, poll=0)
+    for poll in (0, -1, True, 'fast', float('nan')):
+        with pytest.raises(ValueError, match='poll'): ThreadWorkers(p, abs, poll=poll)
+    with pytest.raises(TypeError, match='queue='): ThreadWorkers(p, abs, name='llm')
+    assert 'secret' not in repr(ThreadWorkers('postgresql://u:secret@localhost/db', abs))
+    for queue in ('', None, 3):
+        with pytest.raises(ValueError, match='queue must be'): ThreadWorkers(p, abs, queue=queue)
     with pytest.raises(ValueError, match='lease'): ThreadWorkers(p, abs, lease=-1)
     with pytest.raises(FileNotFoundError, match='does not exist'): ThreadWorkers(tmp_path/'nope'/'q.db', abs).start()
     w = ThreadWorkers(p, abs, n=1).start()
@@ -204,9 +210,18 @@ def test_heartbeat_alone(tmp_path):
     assert q.get(jid).lease_until > time.time()
     q.ack(j, 'ok')
 
-def test_bench_threads_quick_is_json():
-    res = bench_threads(quick=True)
-    assert json.loads(json.dumps(res)) == res
-    assert {'platform', 'cpus'} <= set(res['machine'])
-    assert [r['n'] for r in res['serial_vs_20']['runs']] == [0, 20]
-    assert all(r['done'] == r['jobs'] for k in ('serial_vs_20', 'io', 'cpu') for r in res[k]['runs'])
+def test_serves_the_queue_it_names(qurl):
+    "`queue=` picks the queue; the others in the same database are left alone, and `drain` waits for this one only"
+    url,kw = qurl
+    a,b = open_queue(url, name='a', **kw),open_queue(url, name='b', **kw)
+    a.enqueue_many([1, 2, 3]); b.enqueue_many([4, 5])
+    with ThreadWorkers(url, square_or_fail, n=2, queue='a', worker='wa', **kw) as w:
+        assert (w.queue, w.worker, w.names) == ('a', 'wa', ['wa-0', 'wa-1'])
+        assert w.drain(timeout=20)
+    assert a.stats()['done'] == 3 and b.stats() == dict(queued=2, running=0, done=0, dead=0)
+    assert w.stats()['processed'] == 3
+    assert 'a' in repr(w) and 'square_or_fail' in repr(w)
+
+def test_signature_names_the_queue():
+    import inspect
+    assert list(inspect.signature(ThreadWorkers).parameters) == ['url', 'handler', 'n', 'queue', 'poll', 'lease', 'worker', 'log', 'queue_kwargs']
