@@ -36,3 +36,51 @@ def test_quick_default_out_is_not_the_repo():
     from concurrency_demo.bench import default_out, bench_dir
     assert default_out(quick=True).parent != bench_dir()
     assert default_out().parent == bench_dir()
+
+def test_sections_live_in_the_bench_modules():
+    "Every section's benchmark is in `bench` or `bench_runtimes`, never in a lesson's module"
+    from concurrency_demo.bench import find_bench
+    for k,(mods,fn,plot) in bench_sections.items():
+        assert set(mods) <= {'bench', 'bench_runtimes'}, k
+        f = find_bench(k)
+        assert isinstance(f, str) or f.__module__ in ('concurrency_demo.bench', 'concurrency_demo.bench_runtimes'), k
+
+def test_child_functions_are_importable_by_name():
+    "What a spawned or forkserver child runs must be importable from the module, not defined in a notebook"
+    import concurrency_demo.bench_runtimes as br
+    for n in ('_bench_worker', '_lib_worker', '_fanout_child', '_burn', '_nap', '_ping'):
+        assert getattr(br, n).__module__ == 'concurrency_demo.bench_runtimes', n
+
+def test_importing_the_bench_modules_loads_no_plotting():
+    "matplotlib, fastprogress and the extras load only when a section or a plot runs"
+    code = ("import sys, concurrency_demo.bench, concurrency_demo.bench_runtimes; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'fastprogress', 'openai', 'fasthtml', 'psycopg', 'uvicorn'}))")
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == '[]', p.stdout + p.stderr
+
+class _ListQueue:
+    "A benchmark adapter over a list, to count what `bench_backlog` leaves waiting"
+    def __init__(self, path): self.jobs = []
+    def put_many(self, xs): self.jobs += list(xs)
+    def take(self): self.jobs.pop(0)
+    def take_many(self, n):
+        k = min(n, len(self.jobs)); del self.jobs[:k]
+        return k
+    def checkpoint(self): pass
+    def close(self): pass
+
+def test_backlog_keeps_its_size():
+    "Each timed drain takes `m` jobs, one at a time or in batches, and the top-up restores the backlog it was measured with"
+    from concurrency_demo.bench import bench_backlog
+    made = []
+    def mk(path): made.append(o := _ListQueue(path)); return o
+    bench_backlog(mk, sizes=(100, 1000), m=50, batch=20, repeats=2)
+    assert [len(o.jobs) for o in made] == [100, 1000]
+
+def test_drain_takes_exactly_n(tmp_path):
+    from concurrency_demo.bench import QueueImpl, _drain
+    o = QueueImpl(tmp_path/'q'); o.put_many(range(300))
+    _drain(o, 130, 50)()
+    s = o.q.stats()
+    o.close()
+    assert (s['queued'], s['done']) == (170, 130)
