@@ -37,15 +37,13 @@ def run(f, name:str, args:list):
     except (ValueError, FileNotFoundError) as e: die(f'{name}: {e}')
 
 # %% ../nbs/06a_cli.ipynb #6ecb037b
-def _fakeai():
-    from concurrency_demo.fakeai import serve_fakeai
-    return serve_fakeai
+def _lazy(mod:str, fn:str):
+    "A command whose function lives in `concurrency_demo.{mod}`, imported by name only when that command runs"
+    from importlib import import_module
+    return lambda: getattr(import_module(f'concurrency_demo.{mod}'), fn)
 
-def _bench():
-    from concurrency_demo.bench import main
-    return main
-
-commands = dict(serve=lambda: serve, worker=lambda: worker, enqueue=lambda: enqueue, stats=lambda: stats, fakeai=_fakeai, bench=_bench)
+commands = dict(serve=lambda: serve, worker=lambda: worker, enqueue=lambda: enqueue, stats=lambda: stats,
+                fakeai=_lazy('fakeai', 'serve_fakeai'), bench=_lazy('bench', 'main'))
 
 def usage()->str:
     "What `cdemo --help` prints"
@@ -55,6 +53,9 @@ def usage()->str:
                       'Run slow work in the background of a web app: a job queue, its workers, and a console.', '', 'commands:', *lines])
 
 # %% ../nbs/06a_cli.ipynb #3051415f
+_extras = dict(fasthtml='console', openai='llm', aiohttp='llm', httpx2='llm', uvicorn='llm', starlette='llm', psycopg='pg',
+               matplotlib='bench', fastprogress='bench')  # the module a command missed → the extra that brings it
+
 def main(argv:list=None):
     "The `cdemo` console script: run the subcommand named by the first argument"
     args = sys.argv[1:] if argv is None else list(argv)
@@ -65,7 +66,10 @@ def main(argv:list=None):
         from concurrency_demo import __version__
         return print(f'cdemo {__version__}')
     if cmd not in commands: die(f"unknown command {cmd!r}: choose one of {', '.join(commands)} (see cdemo --help)")
-    return run(commands[cmd](), cmd, rest)
+    try: return run(commands[cmd](), cmd, rest)
+    except ModuleNotFoundError as e:
+        if (top := (e.name or '').split('.')[0]) not in _extras: raise
+        die(f"{cmd} needs the '{_extras[top]}' extra ({top} is not installed): pip install 'concurrency_demo[{_extras[top]}]'")
 
 # %% ../nbs/06a_cli.ipynb #a59c4b42
 def _db_ok(db:str, must_exist:bool=False)->str:
@@ -81,8 +85,8 @@ def enqueue(*prompts:str, # the prompts: one job each
             db:str='jobs.db', # the queue database: a SQLite path or a postgresql:// URL
             max_attempts:int=3): # attempts before a failing job is dead
     "Add one LLM job per PROMPT to the `llm` queue and print the new job ids, one per line"
-    from concurrency_demo.app import check_prompt
-    from concurrency_demo.dbqueue import open_queue
+    from concurrency_demo.llm import check_prompt
+    from concurrency_demo.store import open_queue
     if not prompts: raise ValueError("give at least one prompt")
     ps = [check_prompt(p, i+1) for i,p in enumerate(prompts)]
     if max_attempts < 1: raise ValueError(f"--max-attempts must be at least 1, got {max_attempts}")
@@ -95,16 +99,15 @@ def stats(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:
           json:store_true=False, # print one JSON object keyed by status instead of a table
           queue:str=None): # count only this queue (default: all)
     "Print the number of jobs per status, per queue"
-    from concurrency_demo.app import all_stats, queue_names
-    from concurrency_demo.dbqueue import open_queue, statuses
-    with open_queue(_db_ok(db, must_exist=True)) as q: per = all_stats(q)
+    from concurrency_demo.store import open_queue, statuses
+    with open_queue(_db_ok(db, must_exist=True)) as q: per = q.counts()
     if queue is not None: per = {queue: per.get(queue, dict.fromkeys(statuses, 0))}
     total = {s: sum(c[s] for c in per.values()) for s in statuses}
     if json: return print(dumps(total))
-    names = list(dict.fromkeys([*([] if queue else queue_names), *per]))
-    print(f"{'queue':<10}" + ''.join(f'{s:>9}' for s in statuses))
-    for n in names: print(f'{n:<10}' + ''.join(f"{per.get(n, {}).get(s, 0):>9}" for s in statuses))
-    if len(names) > 1: print(f"{'total':<10}" + ''.join(f'{total[s]:>9}' for s in statuses))
+    w = max([10, *(len(n)+2 for n in per)])
+    print(f"{'queue':<{w}}" + ''.join(f'{s:>9}' for s in statuses))
+    for n,c in sorted(per.items()): print(f'{n:<{w}}' + ''.join(f"{c[s]:>9}" for s in statuses))
+    if len(per) > 1: print(f"{'total':<{w}}" + ''.join(f'{total[s]:>9}' for s in statuses))
 
 # %% ../nbs/06a_cli.ipynb #bb9ece69
 def _listen(host, port):

@@ -3,8 +3,8 @@ import re, time
 import pytest
 from helpers import wait_until
 from starlette.testclient import TestClient
-from concurrency_demo.app import make_app, max_prompt, Queues, ConsoleWorkers, recent_jobs, all_stats, offline_app
-from concurrency_demo.dbqueue import open_queue
+from concurrency_demo.app import make_app, max_prompt, Queues, ConsoleWorkers, offline_app
+from concurrency_demo.store import open_queue
 from concurrency_demo.fakeai import FakeAI, fake_reply
 from concurrency_demo.llm import llm_config
 
@@ -45,13 +45,13 @@ def test_submit_many(cli, db):
     assert r.status_code == 200
     assert counts(cli)['llm']['queued'] == 3
     q = open_queue(db, name='llm')
-    assert [j.data for j in recent_jobs(q)] == [{'prompt': 'three'}, {'prompt': 'two'}, {'prompt': 'one'}]
+    assert [j.data for j in q.recent()] == [{'prompt': 'three'}, {'prompt': 'two'}, {'prompt': 'one'}]
     assert 'id="jobs"' in r.text and 'hx-swap-oob' in r.text  # the table, and the message area cleared
 
 def test_submit_cpu(cli, db):
     r = cli.post('/cpu', data={'fn': 'fib', 'arg': '20', 'count': '3'}, headers=HX)
     assert r.status_code == 200
-    assert [j.data for j in recent_jobs(open_queue(db, name='cpu'))] == [{'fn': 'fib', 'n': 20}]*3
+    assert [j.data for j in open_queue(db, name='cpu').recent()] == [{'fn': 'fib', 'n': 20}]*3
     assert counts(cli) == {'cpu': dict(queued=3, running=0, done=0, dead=0)}
 
 @pytest.mark.parametrize('url,data,msg', [

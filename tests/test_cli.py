@@ -3,7 +3,7 @@ import json, os, re, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 from helpers import wait_until
-from concurrency_demo.dbqueue import open_queue
+from concurrency_demo.store import open_queue
 from concurrency_demo.fakeai import FakeAI
 
 CMDS = ['serve', 'worker', 'enqueue', 'stats', 'fakeai', 'bench']

@@ -17,7 +17,7 @@ def test_readme_is_current():
 def test_two_commands():
     "Exactly two commands: run the console, run every test; CI ends with the second, so it is the one CI runs"
     cmds = bash_blocks((ROOT/'README.md').read_text())
-    assert cmds == ['pip install -e . && cdemo serve', 'pip install -e ".[dev,bench]" && python tools/test_all.py']
+    assert cmds == ['pip install -e ".[console]" && cdemo serve', 'pip install -e ".[all,dev]" && python tools/test_all.py']
     ci = [l.strip() for l in (ROOT/'.ci/run').read_text().splitlines() if l.strip() and not l.lstrip().startswith('#')]
     assert ci[-1] == cmds[1], f'.ci/run should end with the README\'s test command, not {ci[-1]!r}'
 
