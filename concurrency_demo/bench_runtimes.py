@@ -7,7 +7,8 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/bench_runtimes.html.md
 # %% auto #0
 __all__ = ['sleep_job', 'spin_job', 'time_workers', 'bench_threads', 'bench_table', 'plot_timelines', 'bench_llm', 'llm_table',
            'plot_llm', 'start_cost', 'bench_procs', 'procs_table', 'md_table', 'plot_procs', 'bench_console',
-           'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg']
+           'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg',
+           'bench_pg_durable', 'durable_table']
 
 # %% ../nbs/08a_bench_runtimes.ipynb #db6dab43
 import asyncio, dataclasses, importlib, json, math, os, re, shutil, statistics, tempfile, threading, time, uuid
@@ -16,7 +17,7 @@ from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from fastcore.utils import *
 from fastcore.parallel import parallel
-from .bench import machine
+from .bench import machine, rate
 
 # %% ../nbs/08a_bench_runtimes.ipynb #b7e1c0a2
 def _mine(name:str):
@@ -516,7 +517,7 @@ def bench_pg(quick:bool=False, # a small run: 2,000 jobs, 1 and 4 workers, batch
                     rows.append(dict(store=store, workers=n, batch=batch, rate=rates[len(rates)//2], rates=rates))
         others = {} if quick else bench_others(server, workers, n_jobs)
         rows += others.pop('rows', [])
-        return dict(machine=machine(server), n_jobs=n_jobs, quick=quick, rows=rows, others=others)
+        return dict(machine=machine(server), n_jobs=n_jobs, quick=quick, rows=rows, others=others, durable=bench_pg_durable(quick))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #7505f374
 def _procrastinate_app(url):
@@ -615,3 +616,37 @@ def plot_pg(res:dict):
            title=f"{cores} cores ({m.get('cpu', 'CPU')[:30]}), load average {load[0]}" + (f", PostgreSQL {m['postgres']}" if 'postgres' in m else ''))
     ax.legend(fontsize=8, loc='center left', bbox_to_anchor=(1.02, 0.5)); fig.tight_layout()
     return fig
+
+# %% ../nbs/08a_bench_runtimes.ipynb #16a9a053
+def bench_pg_durable(quick:bool=False, # 300 jobs per run and one run, instead of 2,000 and 5
+                     url:str=None, # a PostgreSQL server that flushes to disk (default: a throwaway cluster with `fsync` on)
+                     n:int=2_000, repeat:int=5)->dict:
+    "Jobs/s of `enqueue`, `dequeue`+`ack` and `enqueue_many`/`dequeue_many`+`ack_many` (batches of 100) with `durable` on and off"
+    from concurrency_demo.pgqueue import PgQueue, pg_tmp_cluster, pg_database
+    if quick: n,repeat = 300,1
+    ops = {'enqueue': lambda q, js: [q.enqueue(j) for j in js],
+           'dequeue+ack': lambda q, js: [q.ack(q.dequeue()) for _ in js],
+           'enqueue_many': lambda q, js: [q.enqueue_many(js[i:i+100]) for i in range(0, len(js), 100)],
+           'dequeue_many+ack_many': lambda q, js: [q.ack_many(q.dequeue_many(100)) for _ in range(0, len(js), 100)]}
+    runs = {d: {op: [] for op in ops} for d in ('on', 'off')}
+    with ExitStack() as st:
+        server = url or st.enter_context(pg_tmp_cluster(fsync=True))
+        for _ in range(repeat):
+            for d in runs:  # on and off take turns, so that a change in the machine's load hits both
+                with pg_database(server, 'cdemo_bench') as db, PgQueue(db, durable=d == 'on') as q:
+                    js = [{'n': i} for i in range(n)]
+                    for op,f in ops.items(): runs[d][op].append(rate(lambda: f(q, js), n))
+        fsync,m = st.enter_context(_pg_connect(server)).execute('SHOW fsync').fetchone()[0],machine(server)
+    med = {d: {op: round(statistics.median(rs)) for op,rs in r.items()} for d,r in runs.items()}
+    return dict(machine=m, n=n, repeat=repeat, fsync=fsync, rates=med,
+                cost={op: round(med['off'][op]/med['on'][op], 1) for op in ops})
+
+def _pg_connect(url):
+    import psycopg
+    return psycopg.connect(url, autocommit=True)
+
+def durable_table(res:dict)->str:
+    "Jobs/s of a `bench_pg_durable` result, durable on and off, and what durability costs (off ÷ on), as markdown"
+    r = res['rates']
+    rows = [f"| {op} | {r['on'][op]:,} | {r['off'][op]:,} | {res['cost'][op]}x |" for op in r['on']]
+    return '\n'.join(['| jobs/s, one process | durable (default) | `durable=False` | off ÷ on |', '|---|---:|---:|---:|', *rows])
