@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fastcore.utils import *
 from .store import open_queue, _num
-from .worker import Workers, Heartbeat, settle, _held
+from .worker import Workers, Heartbeat, settle, _held, _Outage, _opt, _stops
 
 # %% ../nbs/03_async.ipynb #0c2a9828
 logger = logging.getLogger('concurrency_demo.aio')
@@ -161,18 +161,24 @@ def _release_held(self:AsyncWorkers, timeout):
 async def _db(self:AsyncWorkers, f, *args): return await self.loop.run_in_executor(self.ex, f, *args)
 
 # %% ../nbs/03_async.ipynb #cba00f5a
+def _stopped(e:BaseException)->bool:
+    "Is `e`, raised in the current task, a real stop: the task's own cancellation, or what `_stops` says stops this thread?"
+    if isinstance(e, asyncio.CancelledError): return asyncio.current_task().cancelling() > 0
+    return isinstance(e, _stops())
+
 @patch
 async def _run1(self:AsyncWorkers, job):
     res = err = None
     try:
         try: res = await self.ahandler(job.data)
-        except asyncio.CancelledError:
-            await self._db(self._giveback, [job]); raise
-        except Exception as e: err = e
+        except BaseException as e:
+            if _stopped(e): await self._db(self._giveback, [job]); raise
+            err = e
         try: ok = await self._db(self._settle, job, res, err)
-        except Exception as e:  # the database failed us (say, it stayed locked): the lease brings the job back
+        except Exception as e:  # the database failed us (it is away, or stayed locked): the lease brings the job back
             ok = False
-            self.log.error("Worker %s could not store the outcome of job %s: %s", self.worker, job.id, e, exc_info=e)
+            self.log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", self.worker, job.id,
+                           type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
         if ok: self.processed += 1
         else: self.failed += 1
     finally:
@@ -186,6 +192,7 @@ async def _wait(ev, timeout):
 
 @patch
 async def _dispatch(self:AsyncWorkers, until_empty):
+    out = _Outage(self.log, f"Worker {self.worker} could not claim a job", f"Worker {self.worker} claims jobs again", self.poll)
     while not self.stopping.is_set():
         free = max(self.concurrency, 1) - len(self.tasks)  # read each time round: `set_concurrency` may change it
         if free <= 0:
@@ -193,8 +200,8 @@ async def _dispatch(self:AsyncWorkers, until_empty):
         try: jobs = await self._db(self._claim, free)
         except Exception as e:
             if until_empty: raise
-            self.log.error("Worker %s could not claim a job: %s", self.worker, e, exc_info=e)
-            await _wait(self.stopping, self.poll); continue
+            await _wait(self.stopping, out.failed(e)); continue
+        out.ok()
         if self.stopping.is_set(): await self._db(self._giveback, jobs); break
         for j in jobs:
             if self.concurrency == 0: await self._run1(j)
@@ -202,7 +209,9 @@ async def _dispatch(self:AsyncWorkers, until_empty):
         if jobs: continue
         if until_empty and not self.tasks: break
         if self.tasks: await _wait(self.stopping, self.poll)
-        else: await self._db(self.q.wait, self.poll)
+        else:
+            try: await self._db(self.q.wait, self.poll)
+            except Exception as e: await _wait(self.stopping, out.failed(e))
 
 # %% ../nbs/03_async.ipynb #fad691dc
 @patch
@@ -261,6 +270,7 @@ async def _close(self:AsyncWorkers, timeout):
 @patch
 async def astop(self:AsyncWorkers, timeout:float=10):
     "Stop claiming; give jobs in flight `timeout` seconds, then cancel and release the rest: no job is left `running`"
+    _num('timeout', timeout)
     if not self.started: return
     self.stopping.set(); self.wake.set()
     await self._shutdown(timeout)
@@ -293,7 +303,7 @@ def start(self:AsyncWorkers, until_empty:bool=False):
     ready,err = threading.Event(),[]
     async def _owned():
         try: await self.astart(until_empty)
-        except BaseException as e: err.append(e); raise
+        except BaseException as e: err.append(e); return  # raised below, in the caller's thread: not printed here too
         finally: ready.set()
         await self.finished.wait()
     self.thread = threading.Thread(target=asyncio.run, args=(_owned(),), daemon=True, name=f'aioworkers-{self.worker}')
@@ -311,6 +321,7 @@ def _call(self:AsyncWorkers, coro, name):
 @patch
 def stop(self:AsyncWorkers, timeout:float=10):
     "Stop claiming; give jobs in flight `timeout` seconds, then cancel and release the rest: no job is left `running`"
+    _num('timeout', timeout)
     if not self.started or self.loop is None: return
     if self.thread is None or self.thread.is_alive(): self._call(self.astop(timeout), 'stop')
     if self.thread: self.thread.join(5)
@@ -318,6 +329,7 @@ def stop(self:AsyncWorkers, timeout:float=10):
 @patch
 def join(self:AsyncWorkers, timeout:float=None):
     "Wait for the workers to stop (after `stop`, or once drained when started with `until_empty`)"
+    _opt('timeout', timeout)
     if self.thread: self.thread.join(timeout)
     elif self.started: self._call(asyncio.wait_for(self.finished.wait(), timeout), 'join')
 
@@ -335,9 +347,10 @@ def _check(self:AsyncWorkers, s):
 @patch
 async def adrain(self:AsyncWorkers, timeout:float=None)->bool:
     "`drain`, awaited on the workers' own loop (it asks the database thread)"
-    end = None if timeout is None else time.monotonic() + timeout
+    end = None if _opt('timeout', timeout) is None else time.monotonic() + timeout
     while True:
-        s = await self._db(self.q.stats)
-        if s['queued'] == s['running'] == 0: return True
+        try: s = await self._db(self.q.stats)
+        except ConnectionError: s = None  # the database is away for a moment: look again
+        if s and s['queued'] == s['running'] == 0: return True
         if end is not None and time.monotonic() > end: return False
         await asyncio.sleep(min(self.poll, 0.02))

@@ -9,13 +9,13 @@ __all__ = ['cpu_fns', 'logger', 'fib', 'count_primes', 'busy', 'sleep_s', 'cpu_j
            'ProcessWorkers']
 
 # %% ../nbs/04_processes.ipynb #b515dff5
-import functools, importlib, inspect, logging, os, signal, threading, time
+import functools, importlib, inspect, logging, os, signal, sys, threading, time
 from math import isqrt
 import multiprocess as mp
 from multiprocess.connection import wait as wait_conns
 from fastcore.utils import *
-from .store import open_queue, fmt_error
-from .worker import Workers, Heartbeat, work
+from .store import open_queue, fmt_error, _num
+from .worker import Workers, Heartbeat, work, _Outage, _opt
 
 # %% ../nbs/04_processes.ipynb #005aa998
 def fib(n:int)->int:
@@ -93,9 +93,9 @@ class _Flag:
 
 # %% ../nbs/04_processes.ipynb #e172428b
 class _Shared:
-    "What the parent shares with all its children: the queue's location, the handler, two flags and the counters"
-    def __init__(self, ctx, url, handler, n, poll, qkw, logname):
-        store_attr('url,handler,poll,qkw,logname')
+    "What the parent shares with all its children: the queue's location, the handler, the limits of a child, two flags and the counters"
+    def __init__(self, ctx, url, handler, n, poll, qkw, logname, max_jobs=None, max_mb=None):
+        store_attr('url,handler,poll,qkw,logname,max_jobs,max_mb')
         self.stopping,self.go = _Flag(ctx),_Flag(ctx)
         self.slots = ctx.RawArray('q', 3*n)  # per worker: processed, failed, current job id (0: idle)
 
@@ -104,13 +104,36 @@ logger = logging.getLogger('concurrency_demo.procs')
 
 class _Books:
     "`work`'s `claimed` and `done` for worker `i`, kept in `slots`: processed, failed and current job id (0: idle) per worker"
-    def __init__(self, slots, i:int, stopping): store_attr()
+    def __init__(self, slots, i:int, stopping, max_jobs=None, max_mb=None): store_attr(); self.ran,self.retire = 0,None
     def claimed(self, job)->bool:
         self.slots[3*self.i+2] = job.id
         return not self.stopping.is_set()
     def done(self, job, ok):
         if ok is not None: self.slots[3*self.i + (0 if ok else 1)] += 1
         self.slots[3*self.i+2] = 0
+        if ok is not None: self.ran += 1; self.retire = _retire(self.ran, self.max_jobs, self.max_mb)
+
+# %% ../nbs/04_processes.ipynb #bde01cd3
+_retired = {75: 'max_jobs_per_child', 76: 'max_memory_mb'}  # exit codes of a child that ended as planned, and why
+
+def _rss_mb()->float:
+    "This process's resident memory in MB: from `/proc/self/statm` on Linux, else its peak, from `resource`"
+    try:
+        with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r / 2**20 if sys.platform == 'darwin' else r / 1024
+
+def _retire(ran:int, max_jobs=None, max_mb=None):
+    "The exit code for a child that has run `ran` jobs, if it should make way for a new one; else `None`"
+    if max_jobs and ran >= max_jobs: return 75
+    if max_mb and _rss_mb() > max_mb: return 76
+
+@patch
+def is_set(self:_Books)->bool: return self.retire is not None or self.stopping.is_set()
+@patch
+def wait(self:_Books, timeout:float=None)->bool: return self.stopping.wait(timeout) or self.is_set()
 
 # %% ../nbs/04_processes.ipynb #1490f050
 def _watch_parent(conn):
@@ -120,7 +143,7 @@ def _watch_parent(conn):
     except (EOFError, OSError): os._exit(3)
 
 def _child(sh:_Shared, i:int, name:str, conn):
-    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop"
+    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop, or its share is done"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(conn,), daemon=True).start()
     log = logging.getLogger(sh.logname)
@@ -130,9 +153,10 @@ def _child(sh:_Shared, i:int, name:str, conn):
     except Exception as e: conn.send(fmt_error(e)); return
     conn.send(None)
     while not (sh.go.is_set() or sh.stopping.is_set()): time.sleep(0.01)
-    b = _Books(sh.slots, i, sh.stopping)
-    try: work(q, sh.handler, sh.stopping, sh.poll, log, hb, claimed=b.claimed, done=b.done)
+    b = _Books(sh.slots, i, sh.stopping, sh.max_jobs, sh.max_mb)
+    try: work(q, sh.handler, b, sh.poll, log, hb, claimed=b.claimed, done=b.done, stops=())  # nothing a handler raises stops a child
     finally: hb.stop(timeout=1); q.close()
+    if b.retire and not sh.stopping.is_set(): sys.exit(b.retire)  # its share is done: the parent starts a new one
 
 # %% ../nbs/04_processes.ipynb #0ffc8a8d
 class ProcessWorkers(Workers):
@@ -146,13 +170,17 @@ class ProcessWorkers(Workers):
                  worker:str=None, # prefix of the worker ids (default: host-pid-random); process `i` is `{worker}-{i}`
                  method:str=None, # start method: 'forkserver' (default where available) or 'spawn'; never 'fork'
                  log=None, # a `logging.Logger`, also used by name in the children (default: `concurrency_demo.procs`)
+                 max_jobs_per_child:int=None, # a child that has run this many jobs exits, and a new one takes its place (default: no limit)
+                 max_memory_mb:float=None, # so does a child whose resident memory is over this many MB after a job (default: no limit)
                  **queue_kwargs): # passed to `open_queue` by each worker
         super().__init__(url, handler, n, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
         if n: check_importable(handler)
+        if max_jobs_per_child is not None: _num('max_jobs_per_child', max_jobs_per_child, lo=1, integer=True)
+        if max_memory_mb is not None: _num('max_memory_mb', max_memory_mb, lo=1)
         method = ifnone(method, 'forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
         if method == 'fork': raise ValueError("method='fork' copies locks held by the parent's other threads (see 'Choosing a start method'): use 'forkserver' or 'spawn'")
-        self.method,self.ctx = method,mp_context(method)
-        self.procs,self.conns,self.sh,self.restarts,self.monitor = [],[None]*len(self.names),None,0,None
+        self.method,self.ctx,self.max_jobs_per_child,self.max_memory_mb = method,mp_context(method),max_jobs_per_child,max_memory_mb
+        self.procs,self.conns,self.sh,self.restarts,self.replaced,self.monitor = [],[None]*len(self.names),None,0,0,None
         self.slots = [0]*3*len(self.names)  # the books: shared with the children once started
 
 # %% ../nbs/04_processes.ipynb #dc3dfed3
@@ -168,9 +196,10 @@ def _spawn(self:ProcessWorkers, i:int):
 @patch
 def start(self:ProcessWorkers, timeout:float=60):
     "Start the processes and return `self`; with `n=0`, run the jobs that are ready, here, before returning"
+    _num('timeout', timeout)
     self._begin()
     if self.n == 0: return self._serial()
-    self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name)
+    self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name, self.max_jobs_per_child, self.max_memory_mb)
     self.slots,self.stopping = self.sh.slots,self.sh.stopping
     self.procs = [self._spawn(i) for i in range(self.n)]
     errs = self._wait_ready(timeout)
@@ -212,19 +241,29 @@ def _counts(self:ProcessWorkers):
 # %% ../nbs/04_processes.ipynb #6331a18e
 @patch
 def _watch(self:ProcessWorkers):
-    "Replace children that died while the workers run"
+    "Replace children that died, or ended as planned, while the workers run; a restart that fails is tried again with backoff"
+    outs = [_Outage(self.log, f"Worker {nm} could not restart", f"Worker {nm} restarted", max(self.poll, 0.1)) for nm in self.names]
+    due = [0]*self.n  # when each slot may try a restart again
     while not self.sh.stopping.wait(max(self.poll, 0.05)):
         for i,p in enumerate(self.procs):
-            if p.is_alive() or self.sh.stopping.is_set(): continue
-            job = self.slots[3*i+2]
-            self.log.warning("Worker %s exited with code %s%s: starting a new one", self.names[i], p.exitcode,
-                             f" while running job {job}, which comes back when its lease expires" if job else "")
+            if p.is_alive() or self.sh.stopping.is_set() or time.monotonic() < due[i]: continue
+            if outs[i].tries: pass  # the last restart failed, and was logged
+            elif p.exitcode in _retired:
+                self.replaced += 1
+                why = _retired[p.exitcode]
+                self.log.info("Worker %s reached %s=%s: starting a new one in its place, as planned", self.names[i], why, getattr(self, why))
+            else:
+                self.restarts += 1
+                job = self.slots[3*i+2]
+                self.log.warning("Worker %s exited with code %s%s: starting a new one", self.names[i], p.exitcode,
+                                 f" while running job {job}, which comes back when its lease expires" if job else "")
             self.slots[3*i+2] = 0
             try:
                 self.procs[i] = self._spawn(i)
-                if (errs := self._wait_ready(60, want=[i])): self.log.error("Worker %s could not restart: %s", self.names[i], errs[0])
-            except Exception as e: self.log.error("Worker %s could not restart: %s", self.names[i], e, exc_info=e)
-            self.restarts += 1
+                errs = self._wait_ready(60, want=[i])
+            except Exception as e: errs = [f"{type(e).__name__}: {e}"]
+            if errs: due[i] = time.monotonic() + outs[i].failed(errs[0].strip().splitlines()[-1])
+            else: outs[i].ok()
 
 # %% ../nbs/04_processes.ipynb #651e6af6
 @patch
@@ -253,5 +292,5 @@ def _cleanup(self:ProcessWorkers):
 @patch
 def join(self:ProcessWorkers, timeout:float=None):
     "Wait for the processes to end (they end after `stop`)"
-    end = None if timeout is None else time.monotonic()+timeout
+    end = None if _opt('timeout', timeout) is None else time.monotonic()+timeout
     for p in self.procs: p.join(None if end is None else max(0, end-time.monotonic()))

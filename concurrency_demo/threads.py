@@ -12,7 +12,7 @@ import logging, threading, time
 from functools import partial
 from fastcore.utils import *
 from .store import open_queue
-from .worker import Workers, Heartbeat, work
+from .worker import Workers, Heartbeat, work, _opt
 
 # %% ../nbs/01_threads.ipynb #c15c7949
 logger = logging.getLogger('concurrency_demo.threads')
@@ -78,6 +78,6 @@ def _check(self:ThreadWorkers, s):
 @patch
 def join(self:ThreadWorkers, timeout:float=None):
     "Wait for the threads to end (they end after `stop`; those `stop` gave up on are not waited for)"
-    end = None if timeout is None else time.monotonic()+timeout
+    end = None if _opt('timeout', timeout) is None else time.monotonic()+timeout
     for t in self.threads:
         if t not in self.abandoned: t.join(None if end is None else max(0, end-time.monotonic()))

@@ -23,6 +23,10 @@ def _held(log, job, f, *args)->bool:
         log.warning("Job %s outcome dropped: %s", job.id, e)
         return False
 
+def _opt(name, v, lo=0):
+    "`v` checked by `_num` (finite, at least `lo`), or `None` (no limit)"
+    return None if v is None else _num(name, v, lo=lo)
+
 # %% ../nbs/01a_worker.ipynb #4502e6ef
 def settle(q, # the `Queue` that claimed `job`
            job:Job, # the claimed job
@@ -32,18 +36,34 @@ def settle(q, # the `Queue` that claimed `job`
     "Store `job`'s outcome: `ack` `res`, or `fail` with `err`, logged with the job id and traceback; `True` if acked"
     log = ifnone(log, logger)
     if err is None:
-        try: return _held(log, job, q.ack, job, res)
-        except (TypeError, ValueError) as e: err = e  # the result can't be stored: not JSON, or too big
+        try: return _kept(q, job, log, q.ack, job, res)
+        except (TypeError, ValueError, RecursionError) as e: err = e  # the result can't be stored: not JSON, too big, nested too deeply
     log.error("Job %s failed (attempt %s of %s): %s: %s", job.id, job.attempts, job.max_attempts, type(err).__name__, err, exc_info=err)
-    _held(log, job, q.fail, job, err)
+    _kept(q, job, log, q.fail, job, err)
     return False
 
+def _kept(q, job, log, f, *args)->bool:
+    "`_held(log, job, f, *args)`, tried again, backing off, while the database is away and the claim's lease lasts: the outcome is kept meanwhile"
+    wait,tries = 0.05,0
+    while True:
+        try: ok = _held(log, job, f, *args)
+        except ConnectionError:  # away (`StoreUnavailable`): worth waiting for only while no one else may take the job
+            if (job.lease_until or 0) - q.clock() <= wait: raise
+            time.sleep(wait); wait,tries = min(2*wait, 2),tries+1; continue
+        if tries: log.info("Job %s outcome stored after the database came back (%s tries)", job.id, tries+1)
+        return ok
+
 # %% ../nbs/01a_worker.ipynb #093f90e8
+def _stops()->tuple:
+    "The exceptions that stop the calling thread's worker instead of failing its job: in the main thread, where a signal raises them, Ctrl-C and `SystemExit`"
+    return (KeyboardInterrupt, SystemExit) if threading.current_thread() is threading.main_thread() else ()
+
 def run_job(q, # the calling thread's own `Queue`
             job:Job, # a job `q` claimed
             handler, # `handler(job.data) -> result`, a JSON-serializable value
             log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
-            heartbeat=None)->bool: # a `Heartbeat` that keeps the job's lease while the handler runs
+            heartbeat=None, # a `Heartbeat` that keeps the job's lease while the handler runs
+            stops:tuple=None)->bool: # exceptions that hand the job back and propagate (default: `_stops()`); any other fails the job
     "Run `handler` on `job` and `settle` the outcome; `True` if acked"
     res = err = None
     if heartbeat: heartbeat.add(job)
@@ -51,10 +71,29 @@ def run_job(q, # the calling thread's own `Queue`
         try: res = handler(job.data)
         finally:
             if heartbeat: heartbeat.discard(job)
-    except Exception as e: err = e
-    except BaseException:  # Ctrl-C or SystemExit: hand the job back unspent, and let it propagate
-        _held(ifnone(log, logger), job, q.release, job); raise
+    except BaseException as e:
+        if isinstance(e, ifnone(stops, _stops())):  # a real stop: hand the job back unspent, and let it go on up
+            _held(ifnone(log, logger), job, q.release, job); raise
+        err = e
     return settle(q, job, res, err, log)
+
+# %% ../nbs/01a_worker.ipynb #f9199c74
+class _Outage:
+    "While calls fail: log the first error only, wait from `poll` doubling up to `cap` seconds, and log once when a call works again"
+    def __init__(self, log, failing:str, back:str, # what to log when the first call fails, and when one works again
+                 poll:float, cap:float=5): store_attr(); self.tries = 0
+    def failed(self, e)->float:
+        "Count the failure `e` (an exception, or a message); return the seconds to wait before trying again"
+        self.tries += 1
+        if self.tries == 1:
+            exc = isinstance(e, BaseException)
+            self.log.error("%s: %s (trying again, backing off up to %gs, quietly until it works)", self.failing,
+                           f"{type(e).__name__}: {e}" if exc else e, self.cap, exc_info=e if exc and not isinstance(e, ConnectionError) else None)
+        return min(self.cap, self.poll * 2**min(self.tries-1, 60))
+    def ok(self):
+        "A call worked: log the end of the outage, if there was one"
+        if self.tries: self.log.warning("%s, after %s failed tries", self.back, self.tries)
+        self.tries = 0
 
 # %% ../nbs/01a_worker.ipynb #efb08746
 class Heartbeat:
@@ -63,7 +102,7 @@ class Heartbeat:
                  every:float=None, # seconds between beats (default: the queue's lease / 3)
                  log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
                  **queue_kwargs): # passed to `open_queue`
-        store_attr('url,every'); self.log,self.qkw = ifnone(log, logger),queue_kwargs
+        self.url,self.every,self.log,self.qkw = url,_opt('every', every, lo=0.001),ifnone(log, logger),queue_kwargs
         self.jobs,self.lock,self.done,self.ready,self.err = {},threading.Lock(),threading.Event(),threading.Event(),None
         self.thread = threading.Thread(target=self._run, daemon=True, name='heartbeat')
 
@@ -77,7 +116,7 @@ class Heartbeat:
         self.thread.start(); self.ready.wait()
         if self.err: raise self.err
         return self
-    def stop(self, timeout=5): self.done.set(); self.thread.join(timeout)
+    def stop(self, timeout=5): _num('timeout', timeout); self.done.set(); self.thread.join(timeout)
 
 # %% ../nbs/01a_worker.ipynb #57408e21
 @patch
@@ -86,41 +125,52 @@ def _run(self:Heartbeat):
     except Exception as e: self.err = e; return
     finally: self.ready.set()
     every = ifnone(self.every, q.lease/3)
+    out,wait = _Outage(self.log, f"Heartbeat {q.worker} could not extend a lease", f"Heartbeat {q.worker} extends leases again", min(every, 0.5), every),every
     try:
-        while not self.done.wait(every):
-            with self.lock:  # so `discard` waits for a beat in progress: no extend after the worker settles
-                for j in list(self.jobs.values()):
-                    if not _held(self.log, j, q.extend, j): self.jobs.pop(j.id, None)
-    except Exception as e: self.log.error("Heartbeat stopped: %s", e, exc_info=e)
+        while not self.done.wait(wait):
+            try:
+                with self.lock:  # so `discard` waits for a beat in progress: no extend after the worker settles
+                    for j in list(self.jobs.values()):
+                        if not _held(self.log, j, q.extend, j): self.jobs.pop(j.id, None)
+                out.ok(); wait = every
+            except Exception as e: wait = out.failed(e)  # the database is away: beat again soon, until it answers
     finally: q.close()
 
 # %% ../nbs/01a_worker.ipynb #2e6d655d
 def work(q, # this worker's own `Queue`; its `worker` id names the worker in the log
          handler, # `handler(data) -> result`
          stopping, # a `threading.Event`, or anything with `is_set` and `wait`: set it to stop claiming
-         poll:float=0.1, # seconds to wait when no job is ready
+         poll:float=0.1, # seconds to wait when no job is ready; the first wait when the database is away
          log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
          hb:Heartbeat=None, # keeps the lease of the job in flight
          until_empty:bool=False, # return when no job is ready, and raise the loop's own errors
          claimed=lambda job: True, # called on each claim; `False` (stop began) hands the job straight back
-         done=noop): # called with the job and `True` (acked), `False` (not acked) or `None` (handed back)
+         done=noop, # called with the job and `True` (acked), `False` (not acked) or `None` (handed back)
+         stops:tuple=None): # the handler's exceptions that stop the loop (default: `run_job`'s)
     "The worker loop: claim a job, run it with `run_job`, count it; until `stopping` is set"
     log = ifnone(log, logger)
+    out = _Outage(log, f"Worker {q.worker} could not claim a job", f"Worker {q.worker} claims jobs again", poll)
     while not stopping.is_set():
-        try: job = q.dequeue()
+        try:
+            job = q.dequeue()
+            if job is None and not until_empty: q.wait(poll)
         except Exception as e:
             if until_empty: raise
-            log.error("Worker %s could not claim a job: %s", q.worker, e, exc_info=e)
-            stopping.wait(poll); continue
+            stopping.wait(out.failed(e)); continue
+        out.ok()
         if job is None:
             if until_empty: break
-            q.wait(poll); continue
-        if not claimed(job): _held(log, job, q.release, job); done(job, None); break
+            continue
+        if not claimed(job):
+            try: _held(log, job, q.release, job)
+            except Exception as e: log.error("Worker %s could not hand back job %s: %s (it comes back when its lease expires)", q.worker, job.id, e)
+            done(job, None); break
         ok = False
-        try: ok = run_job(q, job, handler, log, hb)
-        except Exception as e:  # storing the outcome failed (say, the database stayed locked): the lease brings the job back
+        try: ok = run_job(q, job, handler, log, hb, stops)
+        except Exception as e:  # storing the outcome failed (the database is away, or stayed locked): the lease brings the job back
             if until_empty: raise
-            log.error("Worker %s could not store the outcome of job %s: %s", q.worker, job.id, e, exc_info=e)
+            log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", q.worker, job.id,
+                      type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
         finally: done(job, ok)
 
 # %% ../nbs/01a_worker.ipynb #e53d3a6c
@@ -130,13 +180,16 @@ def wait_drained(url, qkw:dict, # the queue's location, and the keyword argument
                  idle=lambda: True, # also wait for this to be true (e.g. the workers' own counts caught up)
                  check=noop): # called with the counts on each look; raise to stop waiting
     "Wait until the queue at `url` has no job queued or running and `idle()`; `False` if `timeout` seconds pass first"
-    end = None if timeout is None else time.monotonic()+timeout
+    end = None if _opt('timeout', timeout) is None else time.monotonic()+timeout
+    _num('every', every)
     q = open_queue(url, **qkw)
     try:
         while True:
-            s = q.stats()
-            if s['queued'] == s['running'] == 0 and idle(): return True
-            check(s)
+            try: s = q.stats()
+            except ConnectionError: s = None  # the database is away for a moment: the store reopens, look again
+            if s is not None:
+                if s['queued'] == s['running'] == 0 and idle(): return True
+                check(s)
             if end is not None and time.monotonic() > end: return False
             time.sleep(every)
     finally: q.close()
@@ -157,7 +210,7 @@ class Workers:
         if not callable(handler): raise TypeError(f"handler must be callable, got {handler!r}")
         _num('n', n, integer=True)
         if not isinstance(queue, str) or not queue: raise ValueError(f"queue must be a non-empty string, got {queue!r}")
-        if isinstance(poll, bool) or not isinstance(poll, (int,float)) or not poll > 0: raise ValueError(f"poll must be a number > 0, got {poll!r}")
+        _num('poll', poll, lo=0.001)
         store_attr('url,handler,n,queue,poll')
         self.log,self.worker = ifnone(log, logger),worker or _worker_id()
         self.qkw = dict(queue_kwargs, name=queue) if lease is None else dict(queue_kwargs, name=queue, lease=_num('lease', lease))
@@ -258,6 +311,7 @@ def _late(self:Workers)->list:
 @patch
 def stop(self:Workers, timeout:float=10):
     "Stop claiming; give jobs in flight `timeout` seconds, then release the rest: no job is left `running`"
+    _num('timeout', timeout)
     if not self.started: return
     self.stopping.set()
     self._finish(time.monotonic()+timeout)
