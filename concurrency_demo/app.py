@@ -17,7 +17,7 @@ from fastcore.utils import *
 from fasthtml.common import *
 from starlette.exceptions import HTTPException
 import concurrency_demo
-from .store import open_queue, statuses
+from .store import open_queue, statuses, StoreUnavailable
 from .llm import llm_config, client, ask, AskJob, check_prompt, max_prompt
 from .fakeai import FakeAI
 from .aio import AsyncWorkers
@@ -229,7 +229,8 @@ def make_app(db='jobs.db', # the queue database: a SQLite path (its folder must 
     qs = Queues(db)
     qs('llm')  # fail now if the database can't be opened
     app,rt = offline_app(lifespan=_lifespan(db, cfg, concurrency, cpu_workers, workers, min(poll, 0.1), stop_timeout, qs),
-                         exception_handlers={HTTPException: lambda req, e: problem(e.detail, e.status_code)})
+                         exception_handlers={HTTPException: lambda req, e: problem(e.detail, e.status_code),
+                                             StoreUnavailable: lambda req, e: problem(f'{e} (the page recovers once it is back)', 503)})
     app.state.queues,app.state.cfg = qs,cfg
     def jobs(): return jobs_body(qs().recent(limit), poll)
     def submitted(): return jobs(), Div(id='msg', hx_swap_oob='true'), counts_view(qs().counts())
@@ -282,7 +283,7 @@ def _routes(rt, qs, jobs, submitted, limit, poll):
     @rt('/jobs/{id}/{action}', methods=['post'])
     def job_action(id:int, action:str):
         if action not in ('cancel', 'retry'): return problem(f'Unknown action {action!r}', 404)
-        try: getattr(qs(), action)(id)
+        try: getattr(qs(qs().get(id).queue), action)(id)  # a store changes only its own queue's jobs: open the job's
         except KeyError: return problem(f'No job {id}', 404)
         except ValueError as e: return problem(f"Can't {action} job {id}: {e}", 409)
         return row_html(qs().get(id), poll)

@@ -34,7 +34,7 @@ def run(f, name:str, args:list):
     for k in ('pdb', 'xtra'): kw.pop(k, None)
     pos = kw.pop('prompts', ())
     try: return f(*pos, **kw)
-    except (ValueError, FileNotFoundError) as e: die(f'{name}: {e}')
+    except (ValueError, OSError) as e: die(f'{name}: {e}')  # bad input; a file that is missing, read-only or not a database; a server away
 
 # %% ../nbs/06a_cli.ipynb #6ecb037b
 def _lazy(mod:str, fn:str):
