@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS job (
   id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL DEFAULT 'default', data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
   priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3,
   run_at REAL NOT NULL, lease_until REAL, worker TEXT, token TEXT, key TEXT, result TEXT, error TEXT,
-  created_at REAL NOT NULL, updated_at REAL NOT NULL);
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT);
 CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
 CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead');
@@ -148,7 +148,11 @@ class Queue(Store):
             self.conn = _connect(self.path, busy_timeout=self.busy_timeout, durable=self.durable)
             self.url,self._file = f'sqlite:///{self.conn.filename}',self.conn.filename or None
             if self._file and (ino := _inode(self._file)): _queue_files[ino] = _queue_files.get(ino, 0) + 1; self._ino = ino
-        with self._tx(): self.conn.execute(_schema)
+        with self._tx():
+            self.conn.execute(_schema)
+            have = {r[1] for r in self.conn.execute('PRAGMA table_info(job)')}
+            for col,typ in (('progress', 'REAL'), ('note', 'TEXT')):  # a file made before these columns: add them
+                if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')
 
     def close(self):
         with _open_lock:
@@ -239,20 +243,29 @@ def _ack_many(self:Queue, jobs, results, now):
             if c.changes() != 1: raise self._why(j.id)
 
 # %% ../nbs/00_dbqueue.ipynb #3a15174e
-Queue.sql.update(fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END, error=:error,
-  run_at=CASE WHEN attempts>=max_attempts THEN run_at ELSE :now + :delay END,
+Queue.sql.update(fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts OR :final THEN 'dead' ELSE 'queued' END, error=:error,
+  run_at=CASE WHEN attempts>=max_attempts OR :final THEN run_at ELSE :now + :delay END,
   token=NULL, lease_until=NULL, updated_at=:now WHERE {_holds}""")
 
 # %% ../nbs/00_dbqueue.ipynb #ac3779bd
 Queue.sql.update(
     extend=f"UPDATE job SET lease_until=:new, updated_at=:now WHERE {_holds}",
-    release=f"UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=:now WHERE {_holds}",
+    release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=:now,
+  run_at=CASE WHEN :delay > 0 THEN :now + :delay ELSE run_at END WHERE {_holds}""",
+    progress=f"UPDATE job SET progress=:progress, note=:note, updated_at=:now WHERE {_holds}",
+    finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead')",
     prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
     cancel="UPDATE job SET status='dead', error='cancelled', updated_at=:now WHERE id=:id",
     retry="UPDATE job SET status='queued', attempts=0, run_at=:now, updated_at=:now WHERE id=:id")
 
 # %% ../nbs/00_dbqueue.ipynb #319d2f61
+@patch
+def data_version(self:Queue)->int:
+    "SQLite's `PRAGMA data_version`: it changes when another connection (in any process) commits to the file: a cheap test before a query"
+    self._check()
+    return self.conn.execute("PRAGMA data_version").fetchall()[0][0]
+
 @patch
 def _alive(self:Queue):
     "At most once a second, check that the file at this queue's path is still the one it has open; reopen it if it was replaced"

@@ -81,7 +81,9 @@ CREATE TABLE IF NOT EXISTS job (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL DEFAULT 'default', data text NOT NULL,
   status text NOT NULL DEFAULT 'queued', priority bigint NOT NULL DEFAULT 0, attempts bigint NOT NULL DEFAULT 0,
   max_attempts bigint NOT NULL DEFAULT 3, run_at float8 NOT NULL, lease_until float8, worker text, token text, key text,
-  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL);
+  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL, progress float8, note text);
+ALTER TABLE job ADD COLUMN IF NOT EXISTS progress float8;
+ALTER TABLE job ADD COLUMN IF NOT EXISTS note text;
 CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
 CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead');
@@ -190,11 +192,14 @@ PgQueue.sql.update(
 _holds = "id=%(id)s AND token=%(token)s AND status='running' AND lease_until>=%(now)s"
 PgQueue.sql.update(
     ack=f"UPDATE job SET status='done', result=%(result)s, error=NULL, token=NULL, lease_until=NULL, updated_at=%(now)s WHERE {_holds}",
-    fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END, error=%(error)s,
-  run_at=CASE WHEN attempts>=max_attempts THEN run_at ELSE %(now)s + %(delay)s END,
+    fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts OR %(final)s THEN 'dead' ELSE 'queued' END, error=%(error)s,
+  run_at=CASE WHEN attempts>=max_attempts OR %(final)s THEN run_at ELSE %(now)s + %(delay)s END,
   token=NULL, lease_until=NULL, updated_at=%(now)s WHERE {_holds}""",
     extend=f"UPDATE job SET lease_until=%(new)s, updated_at=%(now)s WHERE {_holds}",
-    release=f"UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=%(now)s WHERE {_holds}",
+    release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=%(now)s,
+  run_at=CASE WHEN %(delay)s > 0 THEN %(now)s + %(delay)s ELSE run_at END WHERE {_holds}""",
+    progress=f"UPDATE job SET progress=%(progress)s, note=%(note)s, updated_at=%(now)s WHERE {_holds}",
+    finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status IN ('done','dead')",
     status="SELECT status, queue, key FROM job WHERE id=%s FOR UPDATE",
     cancel="UPDATE job SET status='dead', error='cancelled', updated_at=%(now)s WHERE id=%(id)s",
     retry="""WITH u AS (UPDATE job SET status='queued', attempts=0, run_at=%(now)s, updated_at=%(now)s WHERE id=%(id)s RETURNING queue)

@@ -22,6 +22,7 @@ class Job:
     id:int; queue:str; data:Any; status:str; priority:int; attempts:int; max_attempts:int; run_at:float
     lease_until:float|None; worker:str|None; token:str|None; key:str|None; result:Any; error:str|None
     created_at:float; updated_at:float
+    progress:float|None = None; note:str|None = None  # what a running task last reported (`current_job().progress`)
 
 _cols = ', '.join(f.name for f in fields(Job))
 def _job(row):
@@ -114,7 +115,8 @@ def _claim_rows(self:Store, p)->list: "Claim up to `p['n']` ready jobs of queue 
 def _ack_many(self:Store, jobs, results, now): "Mark `jobs` done with the encoded `results`, all or none, or raise `_why` for the first not held"; _must(self)
 
 _dialect = ('close', '_tx', '_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many')
-_statements = ('get', 'exists', 'by_key', 'stats', 'recent', 'counts', 'ack', 'fail', 'extend', 'release', 'prune', 'status', 'cancel', 'retry')
+_statements = ('get', 'exists', 'by_key', 'stats', 'recent', 'counts', 'ack', 'fail', 'extend', 'release', 'prune', 'status', 'cancel', 'retry',
+               'progress', 'finished')
 
 # %% ../nbs/00a_store.ipynb #373a1b3e
 @patch
@@ -209,6 +211,12 @@ def wait(self:Store, timeout:float)->bool:
     return False
 
 # %% ../nbs/00a_store.ipynb #d4d3629f
+_on_settled = []  # callables told the ids of jobs this process has just finished (`tasks` wakes its waiters with it)
+
+def _settled(ids):
+    "Tell `_on_settled` that jobs `ids` are finished"
+    for f in _on_settled: f(ids)
+
 @patch
 def _mine(self:Store, job):
     "Refuse a job of another queue: this object acts on queue `self.name` only"
@@ -232,6 +240,7 @@ def ack(self:Store, job:Job, result=None):
     self._check()
     self._held(job, self.sql['ack'], dict(result=self._encode(result, 'Job result'), now=self.clock()))
     job.status,job.result = 'done',result
+    _settled([job.id])
 
 # %% ../nbs/00a_store.ipynb #1604cdb6
 @patch
@@ -251,6 +260,7 @@ def ack_many(self:Store, jobs, results=None):
     self._check()
     self._ack_many(jobs, rs, now)
     for j,r in zip(jobs,results): j.status,j.result = 'done',r
+    _settled([j.id for j in jobs])
 
 # %% ../nbs/00a_store.ipynb #f1a4718f
 @patch
@@ -259,12 +269,14 @@ def retry_delay(self:Store, attempts:int)->float:
     return min(self.backoff_cap, self.backoff * 2**(attempts-1)) * random.uniform(0.5, 1)
 
 @patch
-def fail(self:Store, job:Job, error):
+def fail(self:Store, job:Job, error,
+         retry:bool=True): # `False`: mark it `dead` now, whatever attempts it has left
     "Record `error` on `job`; retry it later with backoff, or mark it `dead` after `max_attempts`"
     self._check()
-    p = dict(error=fmt_error(error), now=self.clock(), delay=self.retry_delay(job.attempts))
+    p = dict(error=fmt_error(error), now=self.clock(), delay=self.retry_delay(job.attempts), final=not retry)
     self._held(job, self.sql['fail'], p)
-    job.status,job.error = ('dead' if job.attempts>=job.max_attempts else 'queued'),p['error']
+    job.status,job.error = ('dead' if job.attempts>=job.max_attempts or not retry else 'queued'),p['error']
+    if job.status == 'dead': _settled([job.id])
 
 # %% ../nbs/00a_store.ipynb #ff77eca2
 @patch
@@ -276,11 +288,28 @@ def extend(self:Store, job:Job, lease:float=None):
     job.lease_until = now+lease
 
 @patch
-def release(self:Store, job:Job):
-    "Hand `job` back to the queue now, without counting the attempt"
+def release(self:Store, job:Job,
+            delay:float=0): # seconds before it may run again (0: keep its place in the queue)
+    "Hand `job` back to the queue, without counting the attempt"
+    _num('delay', delay)
     self._check()
-    self._held(job, self.sql['release'], dict(now=self.clock()))
+    self._held(job, self.sql['release'], dict(now=self.clock(), delay=delay))
     job.status = 'queued'
+
+def _progress_args(fraction, note):
+    "Refuse a `fraction` outside [0, 1] and a `note` that isn't a short string"
+    _num('fraction', fraction, hi=1)
+    if note is not None and (not isinstance(note, str) or len(note) > 200):
+        raise ValueError(f"note must be a string of at most 200 characters, got {str(note)[:60]!r}")
+
+@patch
+def progress(self:Store, job:Job, fraction:float, # how far along the job is, from 0 to 1
+             note:str=None): # a short word on where it is (at most 200 characters)
+    "Store how far along held `job` is; read back as `get(id).progress` and `.note`"
+    _progress_args(fraction, note)
+    self._check()
+    self._held(job, self.sql['progress'], dict(progress=fraction, note=note, now=self.clock()))
+    job.progress,job.note = fraction,note
 
 # %% ../nbs/00a_store.ipynb #337a3c7d
 @patch
@@ -301,6 +330,7 @@ def _set_status(self:Store, id:int, frm:str, sql:str, params):
 def cancel(self:Store, id:int):
     "Cancel queued job `id`: it becomes `dead` with error 'cancelled' (a running job can't be cancelled)"
     self._set_status(id, 'queued', self.sql['cancel'], dict(now=self.clock()))
+    _settled([id])
 
 @patch
 def retry(self:Store, id:int):
@@ -322,6 +352,18 @@ def get(self:Store, id:int)->Job:
     rows = self._all(self.sql['get'], (id,))
     if not rows: raise KeyError(f"No job with id {id}")
     return _job(rows[0])
+
+@patch
+def finished(self:Store, ids)->set:
+    "Those of job `ids` that are finished (`done` or `dead`): one query, however many ids"
+    ids = [_num('id', i, integer=True) for i in ids]
+    self._check()
+    return {r[0] for r in self._all(self.sql['finished'], dict(ids=json.dumps(ids)))} if ids else set()
+
+@patch
+def data_version(self:Store):
+    "A number that changes when another connection commits to the database, if the database keeps one (SQLite); else `None`"
+    return None
 
 @patch
 def stats(self:Store)->dict:
