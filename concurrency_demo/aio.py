@@ -13,7 +13,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fastcore.utils import *
 from .store import open_queue, _num
-from .worker import Workers, Heartbeat, settle, _held, _Outage, _opt, _stops
+from .worker import Workers, Heartbeat, settle, _held, _Outage, _opt, _stops, _current, JobContext
 
 # %% ../nbs/03_async.ipynb #0c2a9828
 logger = logging.getLogger('concurrency_demo.aio')
@@ -108,10 +108,11 @@ class AsyncWorkers(Workers):
                  worker:str=None, # this worker's id (default: host-pid-random)
                  log=None, # a `logging.Logger` (default: `concurrency_demo.aio`)
                  **queue_kwargs): # passed to `open_queue`
-        if not _is_async(ahandler): raise TypeError(f"ahandler must be an async function (`async def`), got {ahandler!r}")
+        arun = ahandler.arun if _is_async(getattr(ahandler, 'arun', None)) else ahandler  # a registry of tasks (`Tasks`) runs through its `arun`
+        if not _is_async(arun): raise TypeError(f"ahandler must be an async function (`async def`), or have an async `arun`, got {ahandler!r}")
         _num('concurrency', concurrency, integer=True)
         super().__init__(url, ahandler, 1, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
-        self.ahandler,self.concurrency,self.processed = ahandler,concurrency,0
+        self.ahandler,self.arun,self.concurrency,self.processed = ahandler,arun,concurrency,0
         self.tasks,self.held = {},{}  # job id -> its task (touched on the loop); job id -> Job claimed and not yet settled (on the db thread)
         self.loop = self.thread = self.closing = None
 
@@ -170,7 +171,8 @@ def _stopped(e:BaseException)->bool:
 async def _run1(self:AsyncWorkers, job):
     res = err = None
     try:
-        try: res = await self.ahandler(job.data)
+        _current.set(JobContext(self.q, job, call=self.ex.submit))  # this task's own: `current_job()`; its writes go to the database thread
+        try: res = await self.arun(job.data)
         except BaseException as e:
             if _stopped(e): await self._db(self._giveback, [job]); raise
             err = e
@@ -180,7 +182,7 @@ async def _run1(self:AsyncWorkers, job):
             self.log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", self.worker, job.id,
                            type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
         if ok: self.processed += 1
-        else: self.failed += 1
+        elif ok is not None: self.failed += 1  # `None`: handed back (`Retry`)
     finally:
         self.tasks.pop(job.id, None)
         self.wake.set()

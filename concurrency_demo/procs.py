@@ -15,7 +15,7 @@ import multiprocess as mp
 from multiprocess.connection import wait as wait_conns
 from fastcore.utils import *
 from .store import open_queue, fmt_error, _num
-from .worker import Workers, Heartbeat, work, _Outage, _opt
+from .worker import Workers, Heartbeat, work, _stuck, _Outage, _opt
 
 # %% ../nbs/04_processes.ipynb #005aa998
 def fib(n:int)->int:
@@ -114,7 +114,7 @@ class _Books:
         if ok is not None: self.ran += 1; self.retire = _retire(self.ran, self.max_jobs, self.max_mb)
 
 # %% ../nbs/04_processes.ipynb #bde01cd3
-_retired = {75: 'max_jobs_per_child', 76: 'max_memory_mb'}  # exit codes of a child that ended as planned, and why
+_retired = {75: 'max_jobs_per_child', 76: 'max_memory_mb', 77: 'stuck'}  # exit codes of a child that ended as planned, and why
 
 def _rss_mb()->float:
     "This process's resident memory in MB: from `/proc/self/statm` on Linux, else its peak, from `resource`"
@@ -127,6 +127,7 @@ def _rss_mb()->float:
 
 def _retire(ran:int, max_jobs=None, max_mb=None):
     "The exit code for a child that has run `ran` jobs, if it should make way for a new one; else `None`"
+    if _stuck(): return 77  # a task ran past its timeout in a thread that can't be stopped: this process goes, and the thread with it
     if max_jobs and ran >= max_jobs: return 75
     if max_mb and _rss_mb() > max_mb: return 76
 
@@ -251,7 +252,8 @@ def _watch(self:ProcessWorkers):
             elif p.exitcode in _retired:
                 self.replaced += 1
                 why = _retired[p.exitcode]
-                self.log.info("Worker %s reached %s=%s: starting a new one in its place, as planned", self.names[i], why, getattr(self, why))
+                if why == 'stuck': self.log.warning("Worker %s ended after a task ran past its timeout (its thread couldn't be stopped): starting a new one", self.names[i])
+                else: self.log.info("Worker %s reached %s=%s: starting a new one in its place, as planned", self.names[i], why, getattr(self, why))
             else:
                 self.restarts += 1
                 job = self.slots[3*i+2]
