@@ -113,7 +113,7 @@ class AsyncWorkers(Workers):
         _num('concurrency', concurrency, integer=True)
         super().__init__(url, ahandler, 1, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
         self.ahandler,self.arun,self.concurrency,self.processed = ahandler,arun,concurrency,0
-        self.tasks,self.held = {},{}  # job id -> its task (touched on the loop); job id -> Job claimed and not yet settled (on the db thread)
+        self.tasks,self.held,self.cancels = {},{},set()  # job id -> its task (touched on the loop); job id -> Job claimed and not yet settled (on the db thread)
         self.loop = self.thread = self.closing = None
 
     def __repr__(self): return f"AsyncWorkers({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, {getattr(self.ahandler, '__name__', type(self.ahandler).__name__)}, concurrency={self.concurrency}, queue={self.queue!r})"
@@ -123,9 +123,21 @@ class AsyncWorkers(Workers):
 
 # %% ../nbs/03_async.ipynb #7c478046
 @patch
+def _on_cancel(self:AsyncWorkers, job):
+    "Called by the heartbeat (its thread) for a running job found cancelled: cancel its task, on the loop"
+    def cancel():
+        if (t := self.tasks.get(job.id)): self.cancels.add(job.id); t.cancel()
+    self.loop.call_soon_threadsafe(cancel)
+
+@patch
+def _drop(self:AsyncWorkers, job):
+    "Forget cancelled `job`: it is no longer held (its row already says `cancelled`)"
+    self.held.pop(job.id, None); self.hb.discard(job)
+
+@patch
 def _open(self:AsyncWorkers):
     self.q = open_queue(self.url, worker=self.worker, **self.qkw)
-    try: self.hb = Heartbeat(self.url, log=self.log, worker=f'{self.worker}-hb', **self.qkw).start()
+    try: self.hb = Heartbeat(self.url, log=self.log, worker=f'{self.worker}-hb', on_cancel=self._on_cancel, **self.qkw).start()
     except Exception: self.q.close(); raise
 
 @patch
@@ -174,6 +186,9 @@ async def _run1(self:AsyncWorkers, job):
         _current.set(JobContext(self.q, job, call=self.ex.submit))  # this task's own: `current_job()`; its writes go to the database thread
         try: res = await self.arun(job.data)
         except BaseException as e:
+            if isinstance(e, asyncio.CancelledError) and job.id in self.cancels:  # the job was cancelled (`Queue.cancel`): it is over
+                self.cancels.discard(job.id)
+                if asyncio.current_task().uncancel() == 0: await self._db(self._drop, job); return  # ours was the only cancel: no stop
             if _stopped(e): await self._db(self._giveback, [job]); raise
             err = e
         try: ok = await self._db(self._settle, job, res, err)

@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS job (
   created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT);
 CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
-CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead');
+CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
 """
 
@@ -224,7 +224,7 @@ def _claim_rows(self:Queue, p)->list: return self.conn.execute(self.sql['claim']
 # %% ../nbs/00_dbqueue.ipynb #af50b34a
 Queue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=?",
-    exists="SELECT 1 FROM job WHERE id=?",
+    exists="SELECT status FROM job WHERE id=?",
     stats="SELECT status, count(*) FROM job WHERE queue=? GROUP BY status",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT ?",
     counts="SELECT queue, status, count(*) FROM job GROUP BY queue, status ORDER BY queue")
@@ -253,10 +253,11 @@ Queue.sql.update(
     release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=:now,
   run_at=CASE WHEN :delay > 0 THEN :now + :delay ELSE run_at END WHERE {_holds}""",
     progress=f"UPDATE job SET progress=:progress, note=:note, updated_at=:now WHERE {_holds}",
-    finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead')",
-    prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead') AND updated_at<:before",
+    finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead','cancelled')",
+    cancelled="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status='cancelled'",
+    prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead','cancelled') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
-    cancel="UPDATE job SET status='dead', error='cancelled', updated_at=:now WHERE id=:id",
+    cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE id=:id",
     retry="UPDATE job SET status='queued', attempts=0, run_at=:now, updated_at=:now WHERE id=:id")
 
 # %% ../nbs/00_dbqueue.ipynb #319d2f61

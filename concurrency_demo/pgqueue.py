@@ -86,7 +86,7 @@ ALTER TABLE job ADD COLUMN IF NOT EXISTS progress float8;
 ALTER TABLE job ADD COLUMN IF NOT EXISTS note text;
 CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
-CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead');
+CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
 """
 
@@ -182,11 +182,11 @@ def _claim_rows(self:PgQueue, p)->list: return self.conn.execute(self.sql['claim
 # %% ../nbs/09_postgres.ipynb #54b8242c
 PgQueue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=%s",
-    exists="SELECT 1 FROM job WHERE id=%s",
+    exists="SELECT status FROM job WHERE id=%s",
     stats="SELECT status, count(*) FROM job WHERE queue=%s GROUP BY status",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT %s",
     counts="SELECT queue, status, count(*) FROM job GROUP BY queue, status ORDER BY queue",
-    prune="DELETE FROM job WHERE queue=%(queue)s AND status IN ('done','dead') AND updated_at<%(before)s")
+    prune="DELETE FROM job WHERE queue=%(queue)s AND status IN ('done','dead','cancelled') AND updated_at<%(before)s")
 
 # %% ../nbs/09_postgres.ipynb #7d3838db
 _holds = "id=%(id)s AND token=%(token)s AND status='running' AND lease_until>=%(now)s"
@@ -199,9 +199,10 @@ PgQueue.sql.update(
     release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=%(now)s,
   run_at=CASE WHEN %(delay)s > 0 THEN %(now)s + %(delay)s ELSE run_at END WHERE {_holds}""",
     progress=f"UPDATE job SET progress=%(progress)s, note=%(note)s, updated_at=%(now)s WHERE {_holds}",
-    finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status IN ('done','dead')",
+    finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status IN ('done','dead','cancelled')",
+    cancelled="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status='cancelled'",
     status="SELECT status, queue, key FROM job WHERE id=%s FOR UPDATE",
-    cancel="UPDATE job SET status='dead', error='cancelled', updated_at=%(now)s WHERE id=%(id)s",
+    cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=%(now)s WHERE id=%(id)s",
     retry="""WITH u AS (UPDATE job SET status='queued', attempts=0, run_at=%(now)s, updated_at=%(now)s WHERE id=%(id)s RETURNING queue)
   SELECT pg_notify('cdemo_jobs', queue) FROM u""")
 

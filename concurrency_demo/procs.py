@@ -114,7 +114,7 @@ class _Books:
         if ok is not None: self.ran += 1; self.retire = _retire(self.ran, self.max_jobs, self.max_mb)
 
 # %% ../nbs/04_processes.ipynb #bde01cd3
-_retired = {75: 'max_jobs_per_child', 76: 'max_memory_mb', 77: 'stuck'}  # exit codes of a child that ended as planned, and why
+_retired = {75: 'max_jobs_per_child', 76: 'max_memory_mb', 77: 'stuck', 78: 'cancelled'}  # exit codes of a child that ended as planned, and why
 
 def _rss_mb()->float:
     "This process's resident memory in MB: from `/proc/self/statm` on Linux, else its peak, from `resource`"
@@ -143,6 +143,10 @@ def _watch_parent(conn):
         while True: conn.recv()
     except (EOFError, OSError): os._exit(3)
 
+def _end_cancelled(job):
+    "A child's job was cancelled while it ran: end this process now, which stops the job (the parent starts a new child)"
+    os._exit(78)
+
 def _child(sh:_Shared, i:int, name:str, conn):
     "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop, or its share is done"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -150,7 +154,7 @@ def _child(sh:_Shared, i:int, name:str, conn):
     log = logging.getLogger(sh.logname)
     try:
         q = open_queue(sh.url, worker=name, **sh.qkw)
-        hb = Heartbeat(sh.url, log=log, worker=f'{name}-hb', **sh.qkw).start()
+        hb = Heartbeat(sh.url, log=log, worker=f'{name}-hb', on_cancel=_end_cancelled, **sh.qkw).start()
     except Exception as e: conn.send(fmt_error(e)); return
     conn.send(None)
     while not (sh.go.is_set() or sh.stopping.is_set()): time.sleep(0.01)
@@ -252,7 +256,8 @@ def _watch(self:ProcessWorkers):
             elif p.exitcode in _retired:
                 self.replaced += 1
                 why = _retired[p.exitcode]
-                if why == 'stuck': self.log.warning("Worker %s ended after a task ran past its timeout (its thread couldn't be stopped): starting a new one", self.names[i])
+                if why == 'cancelled': self.log.info("Worker %s ended to stop job %s, cancelled while it ran: starting a new one", self.names[i], self.slots[3*i+2])
+                elif why == 'stuck': self.log.warning("Worker %s ended after a task ran past its timeout (its thread couldn't be stopped): starting a new one", self.names[i])
                 else: self.log.info("Worker %s reached %s=%s: starting a new one in its place, as planned", self.names[i], why, getattr(self, why))
             else:
                 self.restarts += 1

@@ -12,7 +12,7 @@ __all__ = ['logger', 'Retry', 'NoRetry', 'JobContext', 'current_job', 'settle', 
 import contextvars, logging, re, threading, time
 from functools import partial
 from fastcore.utils import *
-from .store import Job, LeaseLost, open_queue, _num, _worker_id, _progress_args
+from .store import Job, LeaseLost, Cancelled, open_queue, _num, _worker_id, _progress_args
 
 # %% ../nbs/01a_worker.ipynb #12a5cb89
 class Retry(Exception):
@@ -32,6 +32,10 @@ class JobContext:
     def __repr__(self): return f"JobContext(job={self.job.id}, queue={self.job.queue!r}, attempt={self.job.attempts})"
     @property
     def id(self)->int: return self.job.id
+    @property
+    def cancelled(self)->bool:
+        "Has the job been cancelled while it runs? (the worker's heartbeat looks a few times a second): check it in long sync work, and return early"
+        return self.job.status == 'cancelled'
     def progress(self, fraction:float, # how far along the job is, from 0 to 1
                  note:str=None): # a short word on where it is
         "Store how far along the job is: `Queue.get(id).progress` and `.note` read it back"
@@ -57,7 +61,8 @@ def _held(log, job, f, *args)->bool:
     "Call `f(*args)` (`ack`, `fail`, `extend` or `release` of `job`); on `LeaseLost` log a warning and return `False`"
     try: f(*args); return True
     except LeaseLost as e:
-        log.warning("Job %s outcome dropped: %s", job.id, e)
+        if job.status == 'cancelled' or isinstance(e, Cancelled): log.info("Job %s was cancelled while it ran: its outcome is dropped", job.id)
+        else: log.warning("Job %s outcome dropped: %s", job.id, e)
         return False
 
 def _opt(name, v, lo=0):
@@ -142,12 +147,15 @@ class _Outage:
 
 # %% ../nbs/01a_worker.ipynb #efb08746
 class Heartbeat:
-    "A daemon thread, with its own `Queue`, that `extend`s the lease of every job it holds every `every` seconds"
+    "A daemon thread, with its own `Queue`, that `extend`s the lease of every job it holds every `every` seconds, and notices jobs cancelled meanwhile"
     def __init__(self, url, # the queue's location (a path or URL for `open_queue`)
                  every:float=None, # seconds between beats (default: the queue's lease / 3)
                  log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
+                 watch:float=0.25, # seconds between looks for held jobs that were cancelled (`None`: don't look)
+                 on_cancel=None, # called with a held job once it is found cancelled (its `status` is then 'cancelled')
                  **queue_kwargs): # passed to `open_queue`
         self.url,self.every,self.log,self.qkw = url,_opt('every', every, lo=0.001),ifnone(log, logger),queue_kwargs
+        self.watch,self.on_cancel = _opt('watch', watch, lo=0.01),on_cancel
         self.jobs,self.lock,self.done,self.ready,self.err = {},threading.Lock(),threading.Event(),threading.Event(),None
         self.thread = threading.Thread(target=self._run, daemon=True, name='heartbeat')
 
@@ -170,15 +178,26 @@ def _run(self:Heartbeat):
     except Exception as e: self.err = e; return
     finally: self.ready.set()
     every = ifnone(self.every, q.lease/3)
-    out,wait = _Outage(self.log, f"Heartbeat {q.worker} could not extend a lease", f"Heartbeat {q.worker} extends leases again", min(every, 0.5), every),every
+    tick = min(every, self.watch or every)
+    out,wait,beat = _Outage(self.log, f"Heartbeat {q.worker} could not extend a lease", f"Heartbeat {q.worker} extends leases again", min(every, 0.5), every),tick,time.monotonic()+every
     try:
         while not self.done.wait(wait):
+            gone = []
             try:
                 with self.lock:  # so `discard` waits for a beat in progress: no extend after the worker settles
-                    for j in list(self.jobs.values()):
-                        if not _held(self.log, j, q.extend, j): self.jobs.pop(j.id, None)
-                out.ok(); wait = every
+                    if self.watch and self.jobs:  # one query for every held job: was any cancelled while it runs?
+                        for i in q.cancelled(list(self.jobs)): gone.append(j := self.jobs.pop(i)); j.status = 'cancelled'
+                    if time.monotonic() >= beat:
+                        for j in list(self.jobs.values()):
+                            if not _held(self.log, j, q.extend, j): self.jobs.pop(j.id, None)
+                        beat = time.monotonic() + every
+                out.ok(); wait = tick
             except Exception as e: wait = out.failed(e)  # the database is away: beat again soon, until it answers
+            for j in gone:
+                self.log.info("Job %s was cancelled while it ran", j.id)
+                if self.on_cancel:
+                    try: self.on_cancel(j)
+                    except Exception as e: self.log.warning("on_cancel for job %s failed: %s", j.id, e)
     finally: q.close()
 
 # %% ../nbs/01a_worker.ipynb #2e6d655d

@@ -34,3 +34,17 @@ def make(url, **kw):
     t.task(hang, timeout=0.5, max_attempts=1)
     t.task(ahang, timeout=0.5, max_attempts=1)
     return t
+
+def spin(n):
+    "Cooperative: stop early once cancelled"
+    for i in range(n):
+        if current_job().cancelled: return -i
+        time.sleep(0.01)
+    return n
+async def await_forever(): await asyncio.sleep(3600); return 'never'
+def sleep_hard(s): time.sleep(s); return 'woke'
+
+def make_cancellable(url, **kw):
+    t = Tasks(url, **kw)
+    for f in (spin, await_forever, sleep_hard, quick): t.task(f)
+    return t

@@ -189,7 +189,7 @@ def test_drains_and_acks(store):
     ids = q.enqueue_many(list(range(200)))
     with AsyncWorkers(store, double, concurrency=20, poll=0.01) as w:
         assert w.drain(timeout=30)
-    assert q.stats() == dict(queued=0, running=0, done=200, dead=0)
+    assert q.stats() == dict(queued=0, running=0, done=200, dead=0, cancelled=0)
     assert [q.get(i).result for i in ids[:5]] == [0, 2, 4, 6, 8]
     s = w.stats()
     assert s['processed'] == 200 and s['failed'] == 0 and s['running'] == 0 and list(s['workers'].values()) == [200]
@@ -224,7 +224,7 @@ def test_failures_are_stored_and_logged_with_the_job_id(store, caplog):
     ids = q.enqueue_many(list(range(1, 21)), max_attempts=1)
     with caplog.at_level(logging.WARNING, LOG):
         with AsyncWorkers(store, picky, concurrency=4, poll=0.01) as w: w.drain(timeout=30)
-    assert q.stats() == dict(queued=0, running=0, done=16, dead=4)
+    assert q.stats() == dict(queued=0, running=0, done=16, dead=4, cancelled=0)
     bad = q.get(ids[4])
     assert bad.status == 'dead' and bad.error.startswith('Traceback') and bad.error.splitlines()[-1] == 'ValueError: 5 is a multiple of 5'
     errs = [r for r in caplog.records if r.name == LOG and r.levelno == logging.ERROR]
@@ -265,7 +265,7 @@ def test_stop_lets_in_flight_finish_within_the_timeout(store):
     async def nap(s): await asyncio.sleep(s); return 'done'
     w = AsyncWorkers(store, nap, concurrency=5, poll=0.01).start()
     time.sleep(0.05); w.stop(timeout=5)
-    assert q.stats() == dict(queued=0, running=0, done=5, dead=0)
+    assert q.stats() == dict(queued=0, running=0, done=5, dead=0, cancelled=0)
 
 def test_stop_cancels_and_releases_what_runs_past_the_timeout(store, caplog):
     q = open_queue(store); ids = q.enqueue_many(list(range(10)))
@@ -275,7 +275,7 @@ def test_stop_cancels_and_releases_what_runs_past_the_timeout(store, caplog):
     while q.stats()['running'] < 10 and time.monotonic() < deadline: time.sleep(0.01)
     t = time.monotonic(); w.stop(timeout=0.3); took = time.monotonic() - t
     assert 0.3 <= took < 3 and not w.thread.is_alive()
-    assert q.stats() == dict(queued=10, running=0, done=0, dead=0)
+    assert q.stats() == dict(queued=10, running=0, done=0, dead=0, cancelled=0)
     assert all(q.get(i).attempts == 0 for i in ids)  # released, not failed: the attempt isn't spent
     assert w.stats()['running'] == 0
 
@@ -319,7 +319,7 @@ def test_serial_switch_and_async_entry_points(store):
             with pytest.raises(RuntimeError, match='await w.adrain'): w2.drain()
         return w2
     w2 = asyncio.run(in_app())
-    assert q.stats() == dict(queued=0, running=0, done=12, dead=0) and w2.stats()['processed'] == 6
+    assert q.stats() == dict(queued=0, running=0, done=12, dead=0, cancelled=0) and w2.stats()['processed'] == 6
     q.enqueue_many([20, 21])
     w3 = asyncio.run(AsyncWorkers(store, h, concurrency=4, poll=0.01).run())
     assert w3.stats()['processed'] == 2 and q.stats()['queued'] == 0

@@ -52,7 +52,7 @@ def test_submit_cpu(cli, db):
     r = cli.post('/cpu', data={'fn': 'fib', 'arg': '20', 'count': '3'}, headers=HX)
     assert r.status_code == 200
     assert [j.data for j in open_queue(db, name='cpu').recent()] == [{'fn': 'fib', 'n': 20}]*3
-    assert counts(cli) == {'cpu': dict(queued=3, running=0, done=0, dead=0)}
+    assert counts(cli) == {'cpu': dict(queued=3, running=0, done=0, dead=0, cancelled=0)}
 
 @pytest.mark.parametrize('url,data,msg', [
     ('/llm', {'prompts': ''}, 'empty'),
@@ -92,17 +92,21 @@ def test_escaped(cli):
 def test_cancel_retry(cli, db):
     cli.post('/llm', data={'prompts': 'a\nb'}, headers=HX)
     r = cli.post('/jobs/1/cancel', headers=HX)
-    assert r.status_code == 200 and 'dead' in r.text and 'cancelled' in r.text and 'hx-trigger' not in r.text and 'Retry' in r.text
-    assert counts(cli)['llm'] == dict(queued=1, running=0, done=0, dead=1)
+    assert r.status_code == 200 and 'status cancelled' in r.text and 'hx-trigger' not in r.text and 'Retry' in r.text
+    assert counts(cli)['llm'] == dict(queued=1, running=0, done=0, dead=0, cancelled=1)
     r = cli.post('/jobs/1/retry', headers=HX)
     assert r.status_code == 200 and 'queued' in r.text and 'every 500ms' in r.text
-    assert counts(cli)['llm'] == dict(queued=2, running=0, done=0, dead=0)
+    assert counts(cli)['llm'] == dict(queued=2, running=0, done=0, dead=0, cancelled=0)
     r = cli.post('/jobs/1/retry', headers=HX)
-    assert r.status_code == 409 and 'not dead' in r.text
+    assert r.status_code == 409 and 'not dead or cancelled' in r.text
     q = open_queue(db, name='llm')
     j = q.dequeue()
+    r = cli.post(f'/jobs/{j.id}/cancel', headers=HX)  # a running job can be cancelled too: its worker is told
+    assert r.status_code == 200 and 'status cancelled' in r.text
+    r = cli.get(f'/jobs/{j.id}', headers=HX)
+    assert 'Retry' in r.text and 'hx-trigger' not in r.text
     r = cli.post(f'/jobs/{j.id}/cancel', headers=HX)
-    assert r.status_code == 409 and 'running' in r.text
+    assert r.status_code == 409 and 'not queued or running' in r.text
     assert cli.post('/jobs/99/cancel', headers=HX).status_code == 404
     assert cli.post('/jobs/1/explode', headers=HX).status_code == 404
     assert cli.get('/jobs/99', headers=HX).status_code == 404
@@ -112,7 +116,7 @@ def test_counts(cli, db):
     cli.post('/cpu', data={'fn': 'fib', 'arg': '5', 'count': '2'}, headers=HX)
     q = open_queue(db, name='llm')
     q.ack(q.dequeue(), 'done!')
-    assert counts(cli) == {'llm': dict(queued=2, running=0, done=1, dead=0), 'cpu': dict(queued=2, running=0, done=0, dead=0)}
+    assert counts(cli) == {'llm': dict(queued=2, running=0, done=1, dead=0, cancelled=0), 'cpu': dict(queued=2, running=0, done=0, dead=0, cancelled=0)}
     r = cli.get('/counts', headers=HX)
     assert 'hx-trigger="every 1s"' in r.text and '>llm<' in r.text and '>cpu<' in r.text
 
@@ -135,7 +139,7 @@ def test_workers_in_lifespan(db, fake):
     with TestClient(make_app(db, base_url=fake, concurrency=5, cpu_workers=1)) as c:
         c.post('/llm', data={'prompts': '\n'.join(f'p{i}' for i in range(12))}, headers=HX)
         c.post('/cpu', data={'fn': 'fib', 'arg': '22', 'count': '2'}, headers=HX)
-        wait_until(lambda: counts(c) == {'llm': dict(queued=0, running=0, done=12, dead=0), 'cpu': dict(queued=0, running=0, done=2, dead=0)})
+        wait_until(lambda: counts(c) == {'llm': dict(queued=0, running=0, done=12, dead=0, cancelled=0), 'cpu': dict(queued=0, running=0, done=2, dead=0, cancelled=0)})
         assert fake_reply('p7', model=llm_config('fake', fake).model) in c.get('/jobs/8', headers=HX).text
         assert '17711' in c.get('/jobs/13', headers=HX).text
 
@@ -158,7 +162,7 @@ def test_shutdown_releases(db):
             c.post('/llm', data={'prompts': 'a\nb\nc'}, headers=HX)
             wait_until(lambda: counts(c)['llm']['running'] == 3)
         q = open_queue(db, name='llm')
-        assert q.stats() == dict(queued=3, running=0, done=0, dead=0)
+        assert q.stats() == dict(queued=3, running=0, done=0, dead=0, cancelled=0)
         assert {q.get(i).attempts for i in (1, 2, 3)} == {0}
 
 def test_workers_apart(db, fake):

@@ -58,7 +58,7 @@ def test_enqueue_stats(tmp_path):
     assert [q.get(i).data for i in (1, 2, 3)] == [{'prompt': 'Tell me a joke'}, {'prompt': 'What is the capital of France?'}, {'prompt': '<script>'}]
     q.ack(q.dequeue(), 'ok')
     r = cdemo('stats', '--db', db, '--json')
-    assert r.returncode == 0 and json.loads(r.stdout) == dict(queued=2, running=0, done=1, dead=0) and r.stdout.count('\n') == 1
+    assert r.returncode == 0 and json.loads(r.stdout) == dict(queued=2, running=0, done=1, dead=0, cancelled=0) and r.stdout.count('\n') == 1
     r = cdemo('stats', '--db', db)
     assert r.returncode == 0 and re.search(r'llm\s+2\s+0\s+1\s+0', r.stdout)
 
@@ -81,7 +81,7 @@ def test_serve_and_sigterm(tmp_path):
         wait_until(lambda: q.stats()['running'] == 2)
     finally: code,out,err = stop(p)
     assert code == 0 and out.strip() == 'Stopped.' and err == '', (code, out, err)
-    assert q.stats() == dict(queued=2, running=0, done=0, dead=0)
+    assert q.stats() == dict(queued=2, running=0, done=0, dead=0, cancelled=0)
     assert q.get(1).attempts == 0
 
 def test_serve_sigint_drains_fast_jobs(tmp_path):
@@ -91,7 +91,7 @@ def test_serve_sigint_drains_fast_jobs(tmp_path):
         url = url_of(line)
         urllib.request.urlopen(urllib.request.Request(url + '/cpu', data=b'fn=fib&arg=18&count=2', method='POST'), timeout=10)
         assert cdemo('enqueue', '--db', db, 'a', 'b', 'c').returncode == 0
-        wait_until(lambda: json.loads(get(url, '/stats.json')) == {'llm': dict(queued=0, running=0, done=3, dead=0), 'cpu': dict(queued=0, running=0, done=2, dead=0)})
+        wait_until(lambda: json.loads(get(url, '/stats.json')) == {'llm': dict(queued=0, running=0, done=3, dead=0, cancelled=0), 'cpu': dict(queued=0, running=0, done=2, dead=0, cancelled=0)})
     finally: code,out,err = stop(p, signal.SIGINT)
     assert (code, err) == (0, ''), (code, out, err)
 
@@ -136,4 +136,4 @@ def test_worker_apart(tmp_path):
         if wrk: stop(wrk)
         assert stop(srv)[0] == 0
     q = open_queue(db, name='llm')
-    assert q.stats() == dict(queued=0, running=0, done=10, dead=0)
+    assert q.stats() == dict(queued=0, running=0, done=10, dead=0, cancelled=0)

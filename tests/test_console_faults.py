@@ -34,10 +34,10 @@ def test_cancel_and_retry_a_job_of_each_queue(store):
         for id,queue in ((1, 'llm'), (2, 'cpu')):
             r = c.post(f'/jobs/{id}/cancel', headers=HX)
             assert r.status_code == 200 and 'cancelled' in r.text, (queue, r.text)
-            assert c.get('/stats.json').json()[queue]['dead'] == 1
+            assert c.get('/stats.json').json()[queue]['cancelled'] == 1
             r = c.post(f'/jobs/{id}/retry', headers=HX)
             assert r.status_code == 200 and 'queued' in r.text, (queue, r.text)
-            assert c.get('/stats.json').json()[queue] == dict(queued=1, running=0, done=0, dead=0)
+            assert c.get('/stats.json').json()[queue] == dict(queued=1, running=0, done=0, dead=0, cancelled=0)
 
 def test_console_rides_out_a_postgres_restart(cluster, fake):
     "Server stopped under the console: 503 with one line, no traceback; back by itself once it starts; every job ends done"
@@ -58,8 +58,8 @@ def test_console_rides_out_a_postgres_restart(cluster, fake):
         wait_until(lambda: status(c) == 200, timeout=30)
         assert c.get('/', headers=HX).status_code == 200
         assert c.post('/llm', data={'prompts': 'after'}, headers=HX).status_code == 200
-        wait_until(lambda: c.get('/stats.json').json() == {'llm': dict(queued=0, running=0, done=41, dead=0),
-                                                           'cpu': dict(queued=0, running=0, done=3, dead=0)}, timeout=60)
+        wait_until(lambda: c.get('/stats.json').json() == {'llm': dict(queued=0, running=0, done=41, dead=0, cancelled=0),
+                                                           'cpu': dict(queued=0, running=0, done=3, dead=0, cancelled=0)}, timeout=60)
         # the connections are killed under it, too: the next call reconnects
         import psycopg
         with psycopg.connect(url, autocommit=True) as k:

@@ -72,7 +72,7 @@ def test_four_processes_drain(store):
     acked = [i for _,d in got for i in d]
     assert len(acked) == n and sorted(acked) == sorted(ids)   # 0 lost, 0 twice
     assert all(d for _,d in got), 'every process took part'
-    assert q.stats() == dict(queued=0, running=0, done=n, dead=0)
+    assert q.stats() == dict(queued=0, running=0, done=n, dead=0, cancelled=0)
     by = {i: w for w,d in got for i in d}
     for i in random.sample(ids, 500): assert q.get(i).result == by[i] and q.get(i).attempts == 1
 
@@ -111,7 +111,7 @@ def test_sigkill_redelivery(store):
         if j is None: time.sleep(0.02)
         else: q.ack(j, 'survivor')
     jobs = [q.get(i) for i in ids]
-    assert q.stats() == dict(queued=0, running=0, done=n, dead=0)
+    assert q.stats() == dict(queued=0, running=0, done=n, dead=0, cancelled=0)
     redelivered = [j for j in jobs if j.attempts > 1]
     assert len(redelivered) >= 5, f'only {len(redelivered)} jobs were redelivered: the kills missed'
     assert all(j.lease_until is None and j.token is None for j in jobs)
@@ -195,7 +195,7 @@ def test_always_failing_ends_dead(store):
     assert d.error.startswith('Traceback') and d.error.splitlines()[-1] == 'ValueError: boom on attempt 4'
     assert (d.token, d.lease_until) == (None, None)
     clk.tick(10_000)
-    assert q.dequeue() is None and q.stats() == dict(queued=0, running=0, done=1, dead=1)
+    assert q.dequeue() is None and q.stats() == dict(queued=0, running=0, done=1, dead=1, cancelled=0)
 
 def test_crashing_job_ends_dead(store):
     "A job whose worker dies every time (its lease expires) is `dead` after `max_attempts` too, and says why"
@@ -274,7 +274,7 @@ bad_inputs = {  # name: (call(q, held, done), exception, text the message must c
     'get-unknown':        (lambda q,h,d: q.get(10**9), KeyError, str(10**9)),
     'ack-unknown':        (lambda q,h,d: q.ack(_fake_job(10**9)), KeyError, str(10**9)),
     'fail-unknown':       (lambda q,h,d: q.fail(_fake_job(10**9), 'x'), KeyError, str(10**9)),
-    'cancel-running':     (lambda q,h,d: q.cancel(h.id), ValueError, 'is running, not queued'),
+    'cancel-done':        (lambda q,h,d: q.cancel(d.id), ValueError, 'is done, not queued or running'),
     'cancel-unknown':     (lambda q,h,d: q.cancel(10**9), KeyError, str(10**9)),
     'retry-done':         (lambda q,h,d: q.retry(d.id), ValueError, 'is done, not dead'),
     'name-empty':         (lambda q,h,d: q.reopen(name=''), ValueError, 'name'),
@@ -330,7 +330,7 @@ def test_recent_and_counts(store):
     assert all(isinstance(x, Job) for x in rec) and rec[0].data == 'primes'
     assert [x.id for x in llm.recent()] == [b, *reversed(a)] and llm.recent(0) == []
     assert llm.get(a[0]).result == 'answer'
-    assert cpu.counts() == dict(cpu=dict(queued=1, running=0, done=0, dead=0), llm=dict(queued=2, running=0, done=1, dead=0))
+    assert cpu.counts() == dict(cpu=dict(queued=1, running=0, done=0, dead=0, cancelled=0), llm=dict(queued=2, running=0, done=1, dead=0, cancelled=0))
     assert list(cpu.counts()['llm']) == list(statuses)
     assert llm.counts()['llm'] == llm.stats() and cpu.counts()['cpu'] == cpu.stats()
 

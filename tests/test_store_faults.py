@@ -38,7 +38,7 @@ def test_pg_restart_and_crash_under_a_draining_queue(cluster):
         ids.add(PgQueue(url).enqueue('last'))
         while (js := _retry(lambda: q.dequeue_many(20))): _retry(lambda: q.ack_many(js))
         st = q.stats()
-        assert st == dict(queued=0, running=0, done=len(ids)+2, dead=0)
+        assert st == dict(queued=0, running=0, done=len(ids)+2, dead=0, cancelled=0)
 
 def test_pg_killed_backend_mid_ack(cluster):
     "pg_terminate_backend between claim and ack: that ack raises StoreUnavailable, the job comes back by its lease, nothing lost"
@@ -169,7 +169,7 @@ def test_bad_numbers_in_calls_refused(store):
         with pytest.raises(ValueError): f()
     j = (q.enqueue(1), q.dequeue())[1]
     with pytest.raises(ValueError): q.extend(j, lease=math.inf)
-    assert q.stats() == dict(queued=0, running=1, done=0, dead=0)
+    assert q.stats() == dict(queued=0, running=1, done=0, dead=0, cancelled=0)
 
 def test_unstorable_result_is_a_value_error(store):
     "A result nested too deep raises ValueError (not RecursionError) from ack, before the database is touched"
@@ -195,7 +195,7 @@ def test_other_queues_jobs_refused(store):
     b.release(jb)
     d = b.enqueue('doomed', max_attempts=1, priority=9); b.fail(b.dequeue(), 'boom')
     with pytest.raises(ValueError, match="belongs to queue 'B', not 'A'"): a.retry(d)
-    assert a.stats() == dict(queued=0, running=0, done=0, dead=0)
+    assert a.stats() == dict(queued=0, running=0, done=0, dead=0, cancelled=0)
 
 def test_retry_when_key_is_taken(store):
     q = open_queue(store, clock=FakeClock())

@@ -44,7 +44,7 @@ def test_arguments_checked_at_enqueue_and_nothing_written(tasks):
         with pytest.raises(TypeError): bad()
     async def abad(): await tasks['add'].aenqueue()
     with pytest.raises(TypeError): asyncio.run(abad())
-    assert q.stats() == dict(queued=0, running=0, done=0, dead=0) and q.recent() == []
+    assert q.stats() == dict(queued=0, running=0, done=0, dead=0, cancelled=0) and q.recent() == []
 
 def test_arguments_round_trip(tasks):
     h = tasks['add'].enqueue(1, 2, 3, 4, scale=10, x=5)
@@ -156,3 +156,45 @@ def test_a_result_in_another_process_wakes_the_waiter(tasks):
     hs = [tasks['noop'].enqueue() for _ in range(20)]
     with RUNTIMES['procs'](tasks):
         assert [h.result(30) for h in hs] == [None]*20
+
+# ---- cancelling running jobs -------------------------------------------------------------------------------------
+
+CANCELLABLE = dict(threads='spin', aio='await_forever', procs='sleep_hard')
+ARGS = dict(spin=(100_000,), await_forever=(), sleep_hard=(60,))
+
+def _running(w):
+    if isinstance(w, AsyncWorkers): return len(w.tasks)
+    return w.stats()['running']
+
+@pytest.mark.parametrize('kind', list(RUNTIMES))
+def test_cancelling_a_running_job_stops_it_within_a_second(kind, store):
+    from helpers import wait_until
+    tasks = td.make_cancellable(store)
+    name = CANCELLABLE[kind]
+    h = tasks[name].enqueue(*ARGS[name])
+    with RUNTIMES[kind](tasks) as w:
+        wait_until(lambda: h.status == 'running', timeout=30)
+        wait_until(lambda: _running(w) == 1, timeout=10)
+        t = time.monotonic()
+        h.cancel()
+        with pytest.raises(JobFailed) as e: h.result(5)
+        assert type(e.value).__name__ == 'JobCancelled'
+        wait_until(lambda: _running(w) == 0, timeout=5, every=0.01)  # the worker let go of it
+        took = time.monotonic() - t
+        assert took < 1, took
+        if kind == 'procs': wait_until(lambda: w.replaced >= 1 and all(p.is_alive() for p in w.procs), timeout=20)
+        assert tasks['quick'].enqueue(5).result(30) == 5  # the pool goes on
+    j = h.job()
+    assert j.status == 'cancelled' and j.result is None
+    assert open_queue(store).stats()['cancelled'] == 1
+
+def test_store_cancel_running_and_retry(store):
+    from concurrency_demo.store import Cancelled
+    q = open_queue(store)
+    i = q.enqueue('x'); j = q.dequeue()
+    q.cancel(i)
+    with pytest.raises(Cancelled, match='was cancelled'): q.ack(j, 1)
+    assert q.get(i).status == 'cancelled' and q.cancelled([i, i + 1]) == {i} and q.finished([i]) == {i}
+    with pytest.raises(ValueError, match='is cancelled, not queued or running'): q.cancel(i)
+    q.retry(i)
+    assert q.get(i).status == 'queued' and q.stats() == dict(queued=1, running=0, done=0, dead=0, cancelled=0)

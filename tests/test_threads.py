@@ -178,7 +178,7 @@ def test_every_job_done_once_under_contention(tmp_path):
     assert seen == Counter(range(600))
     s = w.stats()
     assert (s['processed'], s['failed'], sum(s['workers'].values())) == (600, 0, 600)
-    assert q.stats() == dict(queued=0, running=0, done=600, dead=0)
+    assert q.stats() == dict(queued=0, running=0, done=600, dead=0, cancelled=0)
 
 def test_bad_input(tmp_path):
     p = tmp_path/'q.db'
@@ -218,7 +218,7 @@ def test_serves_the_queue_it_names(qurl):
     with ThreadWorkers(url, square_or_fail, n=2, queue='a', worker='wa', **kw) as w:
         assert (w.queue, w.worker, w.names) == ('a', 'wa', ['wa-0', 'wa-1'])
         assert w.drain(timeout=20)
-    assert a.stats()['done'] == 3 and b.stats() == dict(queued=2, running=0, done=0, dead=0)
+    assert a.stats()['done'] == 3 and b.stats() == dict(queued=2, running=0, done=0, dead=0, cancelled=0)
     assert w.stats()['processed'] == 3
     assert 'a' in repr(w) and 'square_or_fail' in repr(w)
 

@@ -83,7 +83,7 @@ def test_poison_jobs_die_and_the_pool_serves_on(kind, store):
         j = q.get(jid)
         assert (j.status, j.attempts) == ('dead', 2), (k, j)
         assert j.error.startswith('Traceback') and j.error.splitlines()[-1].startswith(f'{KINDS[k].__module__}.{k}'.replace('builtins.', '')), j.error
-    assert q.stats() == dict(queued=0, running=0, done=31, dead=4)
+    assert q.stats() == dict(queued=0, running=0, done=31, dead=4, cancelled=0)
 
 def test_serial_ctrl_c_in_the_main_thread_still_releases_and_propagates(tmp_path):
     q = open_queue(tmp_path/'q.db')
@@ -146,7 +146,7 @@ def test_workers_outlive_a_server_restart_and_killed_backends(kind, cluster, cap
             assert alive(w)
             if kind == 'procs': assert w.restarts == 0
         q = open_queue(url)
-        assert q.stats() == dict(queued=0, running=0, done=120, dead=0)  # stop() left nothing running
+        assert q.stats() == dict(queued=0, running=0, done=120, dead=0, cancelled=0)  # stop() left nothing running
         assert [q.get(i).result for i in ids] == [2*i for i in range(120)]
         q.close()
     claims = Counter(r.threadName for r in caplog.records if 'could not claim' in r.getMessage())
@@ -212,7 +212,7 @@ def test_a_child_is_replaced_after_max_jobs_per_child(tmp_path, caplog):
     with ProcessWorkers(url, leaky, n=1, poll=0.02, max_jobs_per_child=3, worker='lk') as w:
         assert w.drain(timeout=40)
         replaced,restarts = w.replaced,w.restarts
-    assert q.stats() == dict(queued=0, running=0, done=10, dead=0)
+    assert q.stats() == dict(queued=0, running=0, done=10, dead=0, cancelled=0)
     assert [q.get(i).result for i in ids] == [1, 2, 3]*3 + [1]  # a fresh process every 3 jobs
     assert (replaced, restarts) == (3, 0)
     planned = [r for r in caplog.records if 'max_jobs_per_child=3' in r.getMessage()]
