@@ -6,8 +6,7 @@ already running, `display`, a cell nbdev skips). This executes each `nbs/*.ipynb
 whose working directory is `nbs/`, two notebooks at a time, with a per-cell timeout; it never writes outputs back.
 It prints one line per notebook with its time and exits non-zero, showing the failing cell's source and error, if any
 notebook fails. It also fails if a run changed `git status --porcelain` (a lesson wrote into the tree, e.g.
-`nbs/bench/`), and warns of what a notebook left in its temporary folder (each kernel gets a `TMPDIR` of its own,
-looked at after it exits).
+`nbs/bench/`) or left files in its temporary folder (each kernel gets a `TMPDIR` of its own, looked at after it exits).
 
 `python tools/run_nbs.py [NAME.ipynb ...]`; CDEMO_NB_WORKERS (2) and CDEMO_CELL_TIMEOUT (300 s) tune it.
 """
@@ -42,8 +41,8 @@ def run_one(name):
     return 0
 
 def leftovers(tmp):
-    "What a notebook's kernel left in its temporary folder"
-    return sorted(str(p.relative_to(tmp)) for p in Path(tmp).iterdir())
+    "What a notebook's kernel left in its temporary folder (multiprocess's own `pymp-*` folder is its to remove)"
+    return sorted(p.name for p in Path(tmp).iterdir() if not p.name.startswith('pymp-'))
 
 def run_child(name, tmproot):
     "Run notebook `name` in its own process and temporary folder; `(name, seconds, error or None)`"
@@ -62,7 +61,7 @@ def run_child(name, tmproot):
         return name, time.monotonic()-t, f'still running after {NB_TIMEOUT:.0f}s (CDEMO_NB_TIMEOUT): killed\n{out[-4000:]}'
     dt = time.monotonic()-t
     if p.returncode: return name, dt, out[-8000:] or f'exit code {p.returncode}'
-    if left := leftovers(tmp): print(f'warning: {name} left in its temporary folder: {left}', file=sys.stderr, flush=True)
+    if left := leftovers(tmp): return name, dt, f'left in its temporary folder (remove them in a hidden last cell): {left}'
     return name, dt, None
 
 def git_status():
