@@ -61,3 +61,40 @@ def test_leak_patterns():
     assert {w for w,p in LEAKS.items() if p.search(txt)} == {'a temp path', 'a worker id made of host and pid', 'a memory address'}
     assert [m[1] for m in _re_port.finditer("http://127.0.0.1:54321/ and ('127.0.0.1', 8785)")] == ['54321', '8785']
     assert not LEAKS['a worker id made of host and pid'].search("worker demo-0, job chatcmpl-3 and 2024-01-05")
+# ---- size: plots stored once, at normal resolution ----------------------------------------------------------
+
+MAX_NB = {'08_benchmarks.ipynb': 250*KB}  # it used to embed every lesson's plot again, at high resolution
+MAX_TOTAL = 2*KB*KB
+
+def images(path):
+    "`(cell id, md5, bytes)` of each image stored in notebook `path`'s outputs"
+    return [(c.get('id'), hashlib.md5(b).hexdigest(), len(b)) for c in cells(path) for o in c.get('outputs', [])
+            for k,v in o.get('data', {}).items() if k.startswith('image/') and k != 'image/svg+xml'
+            for b in [base64.b64decode(''.join(v) if isinstance(v, list) else v)]]
+
+def test_notebook_sizes():
+    sizes = {p.name: p.stat().st_size for p in NOTEBOOKS}
+    over = {n: f'{s/KB:.0f} KB > {MAX_NB[n]/KB:.0f} KB' for n,s in sizes.items() if n in MAX_NB and s > MAX_NB[n]}
+    assert not over, f'notebooks over their size limit: {over}'
+    assert sum(sizes.values()) < MAX_TOTAL, f'the notebooks together are {sum(sizes.values())/KB/KB:.2f} MB (limit 2 MB)'
+
+def test_each_plot_stored_once():
+    "No image is stored twice, in one notebook or across them: show a plot in one lesson and link to it from others"
+    seen, dups = {}, []
+    for p in NOTEBOOKS:
+        for cid,h,_ in images(p):
+            if h in seen: dups.append(f'{p.name} cell {cid} repeats {seen[h]}')
+            else: seen[h] = f'{p.name} cell {cid}'
+    assert not dups, 'the same image is stored more than once:\n' + '\n'.join(dups)
+
+def test_plots_at_normal_resolution():
+    "A PNG in an output is at most about 1200 px wide (a 12-inch figure at 100 dpi), not a print-resolution export"
+    big = []
+    for p in NOTEBOOKS:
+        for c in cells(p):
+            for o in c.get('outputs', []):
+                if v := o.get('data', {}).get('image/png'):
+                    b = base64.b64decode(''.join(v) if isinstance(v, list) else v)
+                    w = int.from_bytes(b[16:20], 'big')
+                    if w > 1200: big.append(f'{p.name} cell {c.get("id")}: {w} px wide')
+    assert not big, 'plots stored at high resolution (draw them at dpi ~80-100):\n' + '\n'.join(big)
