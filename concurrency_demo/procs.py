@@ -94,8 +94,8 @@ class _Flag:
 # %% ../nbs/04_processes.ipynb #e172428b
 class _Shared:
     "What the parent shares with all its children: the queue's location, the handler, the limits of a child, two flags and the counters"
-    def __init__(self, ctx, url, handler, n, poll, qkw, logname, max_jobs=None, max_mb=None):
-        store_attr('url,handler,poll,qkw,logname,max_jobs,max_mb')
+    def __init__(self, ctx, url, handler, n, poll, qkw, logname, max_jobs=None, max_mb=None, loglevel=logging.NOTSET):
+        store_attr('url,handler,poll,qkw,logname,max_jobs,max_mb,loglevel')
         self.stopping,self.go = _Flag(ctx),_Flag(ctx)
         self.slots = ctx.RawArray('q', 3*n)  # per worker: processed, failed, current job id (0: idle)
 
@@ -152,6 +152,7 @@ def _child(sh:_Shared, i:int, name:str, conn):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(conn,), daemon=True).start()
     log = logging.getLogger(sh.logname)
+    log.setLevel(sh.loglevel)  # the parent's logger's level: what it silences, the children don't print
     try:
         q = open_queue(sh.url, worker=name, **sh.qkw)
         hb = Heartbeat(sh.url, log=log, worker=f'{name}-hb', on_cancel=_end_cancelled, **sh.qkw).start()
@@ -204,7 +205,8 @@ def start(self:ProcessWorkers, timeout:float=60):
     _num('timeout', timeout)
     self._begin()
     if self.n == 0: return self._serial()
-    self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name, self.max_jobs_per_child, self.max_memory_mb)
+    self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name, self.max_jobs_per_child, self.max_memory_mb,
+                      self.log.getEffectiveLevel())
     self.slots,self.stopping = self.sh.slots,self.sh.stopping
     self.procs = [self._spawn(i) for i in range(self.n)]
     errs = self._wait_ready(timeout)

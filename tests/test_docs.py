@@ -98,6 +98,12 @@ def read_proc(path):
     "A notebook nbdev processed: it carries nbdev's own marks (`has_sd`), so don't log them as invalid"
     return nbformat.read(path, as_version=4, capture_validation_error={})
 
+_re_nb_link = re.compile(r'(href=")([^"\s:#/]+\.ipynb)((?:#[^"]*)?")')
+
+def page_links(html):
+    "Links to notebooks (`00_dbqueue.ipynb#a`, which JupyterLab opens) made links to their pages, as Quarto does for a site"
+    return _re_nb_link.sub(lambda m: m.group(1) + html_name(m.group(2)) + m.group(3), html)
+
 def render(proc_nb, out_dir):
     "Render a processed notebook to HTML as Quarto would lay it out: title block, `echo: false` inputs hidden"
     nb = read_proc(proc_nb)
@@ -127,6 +133,7 @@ def render(proc_nb, out_dir):
     nb.cells = cells
     exp = HTMLExporter(template_name='lab', embed_images=True)
     body, _ = exp.from_notebook_node(nb, resources={'metadata': {'name': fm.get('title', proc_nb.stem)}})
+    body = page_links(body)  # in the text and in markdown outputs alike
     out = out_dir/fm.get('output-file', html_name(proc_nb.name))
     out.write_text(body, encoding='utf-8')
     return out
@@ -225,3 +232,20 @@ def test_lesson_linked_from_index(nb, site, page):
     link.first.click()
     expect(page).to_have_url(re.compile(re.escape(html_name(nb)) + '$'))
     expect(page.locator('h1').first).to_have_text(re.compile(re.escape(nb_title(NBS/nb) or nb)))
+
+_links_js = """() => [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))"""
+
+@pytest.mark.parametrize('nb', notebooks())
+def test_links_resolve(nb, site, page):
+    "Every link from a page to another page of the site lands on a page that exists (a lesson is linked as `NN_name.ipynb`)"
+    page.goto(page_for(site, nb).as_uri())
+    hrefs = {h for h in page.evaluate(_links_js) if h and not re.match(r'[a-z][\w+.-]*:|#|/', h)}
+    out = page_for(site, nb).parent
+    missing = sorted(h for h in hrefs if not (out/h.split('#')[0]).exists())
+    assert not missing, f'{nb} links pages the site does not have: {missing} (link a lesson as NN_name.ipynb)'
+    raw = [h for h in hrefs if '.ipynb' in h]
+    assert not raw, f'{nb}: links left as notebooks after rendering: {raw}'
+
+def test_page_links():
+    test = page_links('<a href="00_dbqueue.ipynb">, <a href="08_benchmarks.ipynb#every-other-section">, <a href="https://e.org/a.ipynb">')
+    assert test == '<a href="dbqueue.html">, <a href="benchmarks.html#every-other-section">, <a href="https://e.org/a.ipynb">'

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Run every test: the notebooks with `nbdev-test`, then `pytest`.
+"""Run every test: the notebooks with `nbdev-test`, then in a real Jupyter kernel (`tools/run_nbs.py`), then `pytest`.
 
-pytest runs last, so the output ends with its summary line; a failure in either makes the exit code non-zero.
-Extra arguments go to pytest (`python tools/test_all.py -x -k docs`). Set CDEMO_SKIP_NBDEV_TEST=1 to run pytest only.
+pytest runs last, so the output ends with its summary line; a failure in any makes the exit code non-zero.
+Extra arguments go to pytest (`python tools/test_all.py -x -k docs`). Set CDEMO_SKIP_NBDEV_TEST=1 to skip nbdev-test
+and CDEMO_SKIP_KERNEL_RUN=1 to skip the kernel run (both for pytest only).
 Each runner gets CDEMO_TEST_TIMEOUT seconds (900 by default): a notebook stuck in a thread can outlive nbdev's
 per-cell timeout, and a hung run should fail, not eat CI's time.
 """
@@ -21,10 +22,10 @@ def _kill(p):
         try: return p.wait(10)
         except subprocess.TimeoutExpired: pass
 
-def run(cmd, timeout=TIMEOUT):
+def run(cmd, timeout=TIMEOUT, env=None):
     "Run `cmd` from the repo root in its own process group, echoing it; return its exit code (124 if it timed out)"
     print('$', ' '.join(cmd), flush=True)
-    p = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try: return p.wait(timeout)
     except subprocess.TimeoutExpired:
         print(f'{cmd[0]} still running after {timeout:.0f}s (CDEMO_TEST_TIMEOUT): killed', flush=True)
@@ -56,12 +57,21 @@ def main(args):
     nb_rc = 0
     if os.environ.get('CDEMO_SKIP_NBDEV_TEST') != '1':
         t = time.monotonic()
-        nb_rc = run(['nbdev-test', '--n-workers', '2'])
+        # this tree's package first: `pip install -e` may point at another checkout (a git worktree's notebooks would
+        # import it); `python -m pytest` and tools/run_nbs.py see to that themselves
+        pypath = os.pathsep.join([str(ROOT)] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else []))
+        nb_rc = run(['nbdev-test', '--n-workers', '2'], env=dict(os.environ, PYTHONPATH=pypath))
         # said now rather than at the end, so that pytest's summary stays the last line
         print(f'nbdev-test: {"FAILED (exit %d), see above; running pytest anyway" % nb_rc if nb_rc else "passed"}'
               f' in {time.monotonic()-t:.0f}s', flush=True)
+    kr_rc = 0
+    if os.environ.get('CDEMO_SKIP_KERNEL_RUN') != '1':
+        t = time.monotonic()
+        kr_rc = run([sys.executable, 'tools/run_nbs.py'])
+        print(f'Jupyter kernel run: {"FAILED (exit %d), see above; running pytest anyway" % kr_rc if kr_rc else "passed"}'
+              f' in {time.monotonic()-t:.0f}s', flush=True)
     pt_rc = run([sys.executable, '-m', 'pytest', '-q', '-ra', *args])
     if pt_rc == 5: print('pytest collected no tests: tests/ is missing or was filtered out', file=sys.stderr)
-    return 1 if nb_rc or pt_rc else 0  # pytest's 5 (no tests) is a failure too
+    return 1 if nb_rc or kr_rc or pt_rc else 0  # pytest's 5 (no tests) is a failure too
 
 if __name__ == '__main__': sys.exit(main(sys.argv[1:]))
