@@ -249,6 +249,7 @@ async def astart(self:AsyncWorkers, until_empty:bool=False):
         await self._db(self._open)
         if hasattr(self.ahandler, '__aenter__'): await self.ahandler.__aenter__()
     except BaseException:
+        self._on_stop()
         if self.hb: await self._db(self._shut)
         self.ex.shutdown(wait=False); self.finished.set(); raise
     self.main = asyncio.create_task(self._main(until_empty), name=f'{self.worker}-dispatch')
@@ -270,6 +271,7 @@ async def _shutdown(self:AsyncWorkers, timeout):
 @patch
 async def _close(self:AsyncWorkers, timeout):
     self.stopping.set(); self.wake.set()
+    await asyncio.to_thread(self._on_stop)  # the handler's hook (lesson 01a), off the loop: it may wait for a thread of its own
     await self.dispatched.wait()
     pend = set(self.tasks.values())
     if pend and timeout != 0: _,pend = await asyncio.wait(pend, timeout=timeout)

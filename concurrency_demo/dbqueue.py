@@ -86,6 +86,7 @@ CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) W
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
 CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
+CREATE TABLE IF NOT EXISTS periodic (name TEXT PRIMARY KEY, slot REAL NOT NULL);
 """
 
 # %% ../nbs/00_dbqueue.ipynb #ae7d9cba
@@ -166,9 +167,10 @@ class Queue(Store):
 @patch
 @contextmanager
 def _tx(self:Queue):
-    "A `BEGIN IMMEDIATE` transaction on this thread's connection"
+    "A `BEGIN IMMEDIATE` transaction on this thread's connection; inside one already, part of it (the outer one commits or rolls back)"
     self._check()
     c = self.conn
+    if c.in_transaction: yield c; return
     c.execute("BEGIN IMMEDIATE")
     try: yield c
     except BaseException:
@@ -258,7 +260,10 @@ Queue.sql.update(
     prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead','cancelled') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
     cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE id=:id",
-    retry="UPDATE job SET status='queued', attempts=0, run_at=:now, updated_at=:now WHERE id=:id")
+    retry="UPDATE job SET status='queued', attempts=0, run_at=:now, updated_at=:now WHERE id=:id",
+    slot="SELECT slot FROM periodic WHERE name=:name",
+    claim_slot="""INSERT INTO periodic (name, slot) VALUES (:name, :slot)
+  ON CONFLICT (name) DO UPDATE SET slot=excluded.slot WHERE periodic.slot < excluded.slot""")
 
 # %% ../nbs/00_dbqueue.ipynb #319d2f61
 @patch

@@ -88,6 +88,7 @@ CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) W
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
 CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
+CREATE TABLE IF NOT EXISTS periodic (name text PRIMARY KEY, slot float8 NOT NULL);
 """
 
 # %% ../nbs/09_postgres.ipynb #7a3d18c9
@@ -186,7 +187,10 @@ PgQueue.sql.update(
     stats="SELECT status, count(*) FROM job WHERE queue=%s GROUP BY status",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT %s",
     counts="SELECT queue, status, count(*) FROM job GROUP BY queue, status ORDER BY queue",
-    prune="DELETE FROM job WHERE queue=%(queue)s AND status IN ('done','dead','cancelled') AND updated_at<%(before)s")
+    prune="DELETE FROM job WHERE queue=%(queue)s AND status IN ('done','dead','cancelled') AND updated_at<%(before)s",
+    slot="SELECT slot FROM periodic WHERE name=%(name)s",
+    claim_slot="""INSERT INTO periodic (name, slot) VALUES (%(name)s, %(slot)s)
+  ON CONFLICT (name) DO UPDATE SET slot=excluded.slot WHERE periodic.slot < excluded.slot""")
 
 # %% ../nbs/09_postgres.ipynb #7d3838db
 _holds = "id=%(id)s AND token=%(token)s AND status='running' AND lease_until>=%(now)s"

@@ -120,7 +120,7 @@ def _ack_many(self:Store, jobs, results, now): "Mark `jobs` done with the encode
 
 _dialect = ('close', '_tx', '_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many')
 _statements = ('get', 'exists', 'by_key', 'stats', 'recent', 'counts', 'ack', 'fail', 'extend', 'release', 'prune', 'status', 'cancel', 'retry',
-               'progress', 'finished', 'cancelled')
+               'progress', 'finished', 'cancelled', 'slot', 'claim_slot')
 
 # %% ../nbs/00a_store.ipynb #373a1b3e
 @patch
@@ -349,6 +349,22 @@ def prune(self:Store, older_than:float)->int:
     _num('older_than', older_than)
     self._check()
     return self._run(self.sql['prune'], dict(queue=self.name, before=self.clock()-older_than))
+
+# %% ../nbs/00a_store.ipynb #fb1bc24b
+@patch
+def claim_slot(self:Store, name:str, # a periodic task's name: its row in table `periodic`
+               slot:float, # the slot's start, in seconds since the epoch (every host computes the same)
+               first:bool=False, # at the very first sight of `name`, run this slot too, rather than only recording it
+               job:dict=None)->bool: # `enqueue`'s arguments (`data`, `priority`, `max_attempts`) for the slot's job, added in the same transaction
+    "Claim `slot` of periodic task `name` with one atomic upsert; `True` if this caller won it (its `job` is then enqueued), `False` for every other caller"
+    _num('slot', slot, hi=1e12)
+    row = self._row(**job, now=self.clock()) if job else None
+    self._check()
+    with self._tx():
+        had = self._all(self.sql['slot'], dict(name=name))
+        won = self._run(self.sql['claim_slot'], dict(name=name, slot=slot)) == 1 and bool(had or first)
+        if won and row: self._insert(row)
+    return won
 
 # %% ../nbs/00a_store.ipynb #82109545
 @patch

@@ -62,11 +62,13 @@ class Tasks:
                  timeout:float=None, # seconds a task may run before it is stopped (default: no limit)
                  max_attempts:int=3, # attempts before a failing job is `dead`
                  retry_on:tuple=None, # exceptions worth a retry (default: all); any other fails the job at once
+                 keep_finished:float=7*86400, # seconds `done` and `dead` jobs are kept before the workers prune them; `None`: forever
                  **queue_kwargs): # passed to `open_queue`
         if timeout is not None: _num('timeout', timeout)
         _num('max_attempts', max_attempts, lo=1, integer=True)
         self.url,self.queue,self.timeout,self.max_attempts,self.retry_on,self.qkw = str(url),queue,timeout,max_attempts,retry_on,queue_kwargs
         self.registry = {}
+        self.keep_finished = None if keep_finished is None else _num('keep_finished', keep_finished, lo=1)
         self.__setstate__(None)
     def __getstate__(self): return {k: v for k,v in self.__dict__.items() if k not in ('_local', '_waiter', '_lock')}  # to a worker process
     def __setstate__(self, d):
@@ -254,3 +256,110 @@ def _with_deadline(t:Task, args, kwargs):
         raise TimeoutError(f"task {t.name} ran past its timeout ({t.timeout:g}s); its thread can't be stopped: it runs on, and its result will not be stored")
     if 'err' in out: raise out['err']
     return out['res']
+
+# %% ../nbs/03a_tasks.ipynb #d8ae99a9
+def _croniter():
+    "croniter's class, imported on first use: it is the optional `cron` extra"
+    try: from croniter import croniter
+    except ImportError: raise ImportError("cron= needs the 'cron' extra: pip install 'concurrency_demo[cron]'") from None
+    return croniter
+
+def _check_schedule(every, cron):
+    "Refuse anything but exactly one of a positive, finite `every` and a valid cron expression, each with one line"
+    if (every is None) == (cron is None): raise ValueError(f"periodic() takes one of every= (seconds) or cron= (an expression), got every={every!r}, cron={cron!r}")
+    if every is not None:
+        if every == 0 or isinstance(every, bool): raise ValueError(f"every must be a number of seconds above 0 (finite), got {every!r}")
+        _num('every', every)
+    else:
+        if not isinstance(cron, str): raise ValueError(f"cron must be a cron expression such as '0 3 * * *', got {cron!r}")
+        if not _croniter().is_valid(cron): raise ValueError(f"cron expression {cron!r} is not valid: five fields (minute hour day month weekday), e.g. '0 3 * * *'")
+
+Task.every = Task.cron = None; Task.first = False  # a plain task is not periodic
+
+# %% ../nbs/03a_tasks.ipynb #604ddafb
+@patch
+def slot(self:Task, now:float)->float:
+    "The start of the slot `now` falls in: a multiple of `every` since the epoch, or the latest time of `cron` at or before `now`, in UTC"
+    if self.every: return now // self.every * self.every
+    if not self.cron: raise ValueError(f"Task {self.name!r} is not periodic")
+    import datetime as _dt  # with croniter: the cron path only
+    return _croniter()(self.cron, _dt.datetime.fromtimestamp(int(now // 1) + 1, _dt.timezone.utc)).get_prev(float)
+
+@patch
+def periodic(self:Tasks, fn=None, *, every:float=None, # seconds between slots
+             cron:str=None, # or a cron expression, in UTC (needs the `cron` extra)
+             first:bool=False, # at the very first start (nothing recorded for this task yet), run the current slot too
+             name:str=None, queue:str=None, timeout:float=None, max_attempts:int=None, retry_on:tuple=None, priority:int=0):
+    "Register `fn`, which takes no arguments, to be enqueued once per slot of `every` or `cron`, whatever number of pools run the registry"
+    if fn is None: return functools.partial(self.periodic, every=every, cron=cron, first=first, name=name, queue=queue, timeout=timeout,
+                                            max_attempts=max_attempts, retry_on=retry_on, priority=priority)
+    _check_schedule(every, cron)
+    try: inspect.signature(fn).bind()
+    except TypeError: raise TypeError(f"periodic task {fn.__name__} must take no arguments: it is called once per slot, with none") from None
+    t = self.task(fn, name=name, queue=queue, timeout=timeout, max_attempts=max_attempts, retry_on=retry_on, priority=priority)
+    t.every,t.cron,t.first = every,cron,first
+    return t
+
+# %% ../nbs/03a_tasks.ipynb #87fcc588
+class _Scheduler:
+    "A pool's periodic slots: a daemon thread that claims the current slot of each periodic task of `queue`, and the retention slots, in the store"
+    def __init__(self, tasks:Tasks, queue:str, log=None, tick:float=None):
+        self.tasks,self.queue,self.log,self.seen,self.qs,self.failing = tasks,queue,ifnone(log, logger),{},{},False
+        self.mine = [t for t in tasks.registry.values() if (t.every or t.cron) and t.queue == queue]
+        self.tick = ifnone(tick, max(0.01, min([1.0] + [t.every/4 for t in self.mine if t.every])))
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f'cdemo-periodic-{queue}')
+    def start(self): self.thread.start(); return self
+    def stop(self, timeout:float=5):
+        self.done.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread(): self.thread.join(timeout)
+
+    def _q(self, name):
+        if name not in self.qs: self.qs[name] = open_queue(self.tasks.url, name=name, **self.tasks.qkw)
+        return self.qs[name]
+
+# %% ../nbs/03a_tasks.ipynb #bca9c88a
+@patch
+def _claim(self:_Scheduler, name, slot, first, job=None)->bool:
+    "Claim `slot` of `name` unless this scheduler already looked at it; `True` if it won"
+    if self.seen.get(name, -1) >= slot: return False
+    won = self._q(self.queue).claim_slot(name, slot, first, job)
+    self.seen[name] = slot
+    return won
+
+@patch
+def run_once(self:_Scheduler)->list:
+    "One look: claim the current slot of each periodic task (enqueueing its job) and of retention (pruning); the names of the slots won"
+    won,now = [],self._q(self.queue).clock()
+    for t in self.mine:
+        slot = t.slot(now)
+        job = dict(data=dict(t.payload(), slot=slot), priority=t.priority, max_attempts=t.max_attempts)
+        if self._claim(t.name, slot, t.first, job): won.append(t.name)
+    if keep := self.tasks.keep_finished:  # retention: one slot per queue of the registry, run here by the winner
+        for qn in sorted({self.tasks.queue, *(t.queue for t in self.tasks.registry.values())}):
+            if self._claim(f'cdemo.prune:{qn}', now // min(3600, keep) * min(3600, keep), True):
+                self._q(qn).prune(keep); won.append(f'cdemo.prune:{qn}')
+    return won
+
+@patch
+def _run(self:_Scheduler):
+    try:
+        while True:
+            try: self.run_once(); self.failing = False
+            except Exception as e:  # the database is away, say: log once, try again at the next tick
+                if not self.failing: self.log.error("Periodic scheduler of queue %s: %s: %s (trying again every %gs)", self.queue, type(e).__name__, e, self.tick)
+                self.failing = True
+            if self.done.wait(self.tick): break
+    finally:
+        for q in self.qs.values(): q.close()
+
+@patch
+def on_start(self:Tasks, pool):
+    "Called by a worker pool as it starts (the worker core's hook): run the pool's scheduler of periodic slots, if it has any to claim"
+    s = _Scheduler(self, pool.queue, pool.log)
+    if s.mine or self.keep_finished: pool.scheduler = s.start()
+
+@patch
+def on_stop(self:Tasks, pool):
+    "Called by a worker pool as it stops: stop its scheduler"
+    if s := getattr(pool, 'scheduler', None): s.stop()

