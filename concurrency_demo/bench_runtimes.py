@@ -8,7 +8,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/bench_runtimes.html.md
 __all__ = ['sleep_job', 'spin_job', 'time_workers', 'bench_threads', 'bench_table', 'plot_timelines', 'bench_llm', 'llm_table',
            'plot_llm', 'start_cost', 'bench_procs', 'procs_table', 'md_table', 'plot_procs', 'bench_console',
            'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg',
-           'bench_pg_durable', 'durable_table']
+           'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks']
 
 # %% ../nbs/08a_bench_runtimes.ipynb #db6dab43
 import asyncio, dataclasses, importlib, json, math, os, re, shutil, statistics, tempfile, threading, time, uuid
@@ -650,3 +650,86 @@ def durable_table(res:dict)->str:
     r = res['rates']
     rows = [f"| {op} | {r['on'][op]:,} | {r['off'][op]:,} | {res['cost'][op]}x |" for op in r['on']]
     return '\n'.join(['| jobs/s, one process | durable (default) | `durable=False` | off ÷ on |', '|---|---:|---:|---:|', *rows])
+
+# %% ../nbs/08a_bench_runtimes.ipynb #e8120ef0
+def _noop(): return None
+
+def _task_registry(url):
+    "A registry with one no-op task, built by the module (so worker processes can import its function)"
+    from concurrency_demo.tasks import Tasks
+    t = Tasks(url)
+    t.task(_mine('_noop'), name='noop')
+    return t
+
+def _round_trips(t, n:int)->list:
+    "`n` enqueue → result() round trips of the no-op task, one at a time, in ms"
+    ms = []
+    for _ in range(n):
+        s = time.perf_counter(); t['noop'].enqueue().result(30); ms.append((time.perf_counter() - s) * 1000)
+    return ms
+
+def _rt_pcts(ms)->dict:
+    ms = sorted(ms)
+    return dict(p50_ms=round(ms[len(ms)//2], 2), p99_ms=round(ms[min(len(ms)-1, int(len(ms)*0.99))], 2), n=len(ms))
+
+def _waiters_cost(t, n:int=1000, hold:float=2.0)->dict:
+    "`n` aresult waiters on jobs delayed by `hold` s: the waiter's queries and this process's CPU while they wait, then how long all take once the jobs run"
+    from concurrency_demo.aio import AsyncWorkers
+    from concurrency_demo import store
+    calls,orig = [],store.Store.finished
+    def counted(self, ids): calls.append(len(ids)); return orig(self, ids)
+    async def main():
+        hs = [await t['noop'].options(delay=hold).aenqueue() for _ in range(n)]
+        store.Store.finished = counted
+        cpu,t0 = time.process_time(),time.monotonic()
+        ws = [asyncio.ensure_future(h.aresult(60)) for h in hs]
+        await asyncio.sleep(hold * 0.9)
+        pending = dict(queries=len(calls), cpu_ms=round((time.process_time() - cpu) * 1000), secs=round(time.monotonic() - t0, 2))
+        async with AsyncWorkers(t.url, t, concurrency=100, poll=0.01):
+            s = time.monotonic(); await asyncio.gather(*ws); done_s = time.monotonic() - s
+        return dict(pending, waiters=n, answered_s=round(done_s, 2), queries_total=len(calls))
+    from fastcore.aio import run_sync  # runs it on a loop of its own, also where one is running (a notebook)
+    try: return run_sync(main())
+    finally: store.Store.finished = orig
+
+def bench_tasks(quick:bool=False, # 50 round trips and 200 waiters instead of 500 and 1,000
+                url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
+    "Round trips enqueue → result() (p50, p99) with the pool here and in a worker process, on SQLite and PostgreSQL; and the cost of 1,000 waiters"
+    from concurrency_demo.threads import ThreadWorkers
+    from concurrency_demo.procs import ProcessWorkers
+    from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
+    n,nw = (50, 200) if quick else (500, 1000)
+    res = {}
+    with ExitStack() as st:
+        server = url or os.environ.get('CDEMO_PG_DSN') or st.enter_context(pg_tmp_cluster())
+        tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
+        for store in ('sqlite', 'postgres'):
+            for where in ('same process', 'worker process'):
+                with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
+                    t = _task_registry(loc)
+                    pool = ThreadWorkers(loc, t, n=1, poll=0.01) if where == 'same process' else ProcessWorkers(loc, t, n=1, poll=0.01)
+                    with pool:
+                        _round_trips(t, 5)  # warm: connections, the waiter thread
+                        res[f'{store}, {where}'] = _rt_pcts(_round_trips(t, n))
+            with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
+                res[f'{store}, {nw:,} waiters'] = _waiters_cost(_task_registry(loc), nw)
+        return dict(machine=machine(server), quick=quick, results=res)
+
+# %% ../nbs/08a_bench_runtimes.ipynb #9d54e8bc
+def tasks_table(res:dict)->str:
+    "The round trips of a `bench_tasks` result as markdown: p50 and p99 in ms"
+    rows = [f"| {k} | {v['p50_ms']} | {v['p99_ms']} |" for k,v in res['results'].items() if 'p50_ms' in v]
+    return '\n'.join(['| store, where the pool runs | p50 ms | p99 ms |', '|---|---:|---:|', *rows])
+
+def plot_tasks(res:dict):
+    "Round-trip p50 and p99 of a `bench_tasks` result, per store and place of the pool"
+    import matplotlib.pyplot as plt
+    rs = {k: v for k,v in res['results'].items() if 'p50_ms' in v}
+    fig,ax = plt.subplots(figsize=(7, 3))
+    y = range(len(rs))
+    ax.barh([i+0.2 for i in y], [v['p50_ms'] for v in rs.values()], height=0.4, label='p50')
+    ax.barh([i-0.2 for i in y], [v['p99_ms'] for v in rs.values()], height=0.4, label='p99')
+    ax.set_yticks(list(y), list(rs)); ax.set(xlabel='enqueue → result() of a no-op task, ms'); ax.legend(fontsize=8)
+    m = res['machine']; ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -50,7 +50,14 @@ def _setup(c, busy_timeout, durable):
     "Set `c`'s busy timeout first, then WAL and the chosen durability"
     c.setbusytimeout(int(busy_timeout*1000))
     if not _log_ours and 'apswutils.db' in sys.modules: _fastlite()  # fastlite came in another way (FastHTML): keep SQLite's log ours
-    if c.execute("PRAGMA journal_mode").fetchall()[0][0] != 'wal': c.execute("PRAGMA journal_mode=wal").fetchall()
+    end = time.monotonic() + busy_timeout
+    while True:  # switching a new file to WAL takes an exclusive lock, and SQLite may answer busy at once, without waiting
+        try:
+            if c.execute("PRAGMA journal_mode").fetchall()[0][0] != 'wal': c.execute("PRAGMA journal_mode=wal").fetchall()
+            break
+        except apsw.BusyError:  # another process opened the new file at the same moment: its switch takes a few ms
+            if time.monotonic() > end: raise
+            time.sleep(0.01)
     c.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     return c
 

@@ -105,7 +105,7 @@ class PgQueue(Store):
                  **kwargs):
         super().__init__(**kwargs)
         self.durable = ifnone(self.durable, True)  # `synchronous_commit=on` unless asked for the fast setting explicitly
-        self.url,self._listening,self._missed,self._wait,self._retry_at = url,False,False,0.1,0.
+        self.url,self._listening,self._missed,self._wait,self._retry_at,self._channels,self._notices = url,False,False,0.1,0.,set(),[]
         self.conn = self._connect()
         with self.conn.transaction():  # one creator at a time: concurrent CREATE IF NOT EXISTS can collide
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdemo job schema'))")
@@ -195,10 +195,12 @@ PgQueue.sql.update(
 # %% ../nbs/09_postgres.ipynb #7d3838db
 _holds = "id=%(id)s AND token=%(token)s AND status='running' AND lease_until>=%(now)s"
 PgQueue.sql.update(
-    ack=f"UPDATE job SET status='done', result=%(result)s, error=NULL, token=NULL, lease_until=NULL, updated_at=%(now)s WHERE {_holds}",
-    fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts OR %(final)s THEN 'dead' ELSE 'queued' END, error=%(error)s,
+    ack=f"""WITH u AS (UPDATE job SET status='done', result=%(result)s, error=NULL, token=NULL, lease_until=NULL, updated_at=%(now)s
+  WHERE {_holds} RETURNING id) SELECT pg_notify('cdemo_done', id::text) FROM u""",
+    fail=f"""WITH u AS (UPDATE job SET status=CASE WHEN attempts>=max_attempts OR %(final)s THEN 'dead' ELSE 'queued' END, error=%(error)s,
   run_at=CASE WHEN attempts>=max_attempts OR %(final)s THEN run_at ELSE %(now)s + %(delay)s END,
-  token=NULL, lease_until=NULL, updated_at=%(now)s WHERE {_holds}""",
+  token=NULL, lease_until=NULL, updated_at=%(now)s WHERE {_holds} RETURNING id, status)
+  SELECT id, (SELECT pg_notify('cdemo_done', u.id::text) WHERE u.status='dead') FROM u""",  # notified only once it is dead (finished)
     extend=f"UPDATE job SET lease_until=%(new)s, updated_at=%(now)s WHERE {_holds}",
     release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=%(now)s,
   run_at=CASE WHEN %(delay)s > 0 THEN %(now)s + %(delay)s ELSE run_at END WHERE {_holds}""",
@@ -206,14 +208,16 @@ PgQueue.sql.update(
     finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status IN ('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status='cancelled'",
     status="SELECT status, queue, key FROM job WHERE id=%s FOR UPDATE",
-    cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=%(now)s WHERE id=%(id)s",
+    cancel="""WITH u AS (UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=%(now)s
+  WHERE id=%(id)s RETURNING id) SELECT pg_notify('cdemo_done', id::text) FROM u""",
     retry="""WITH u AS (UPDATE job SET status='queued', attempts=0, run_at=%(now)s, updated_at=%(now)s WHERE id=%(id)s RETURNING queue)
   SELECT pg_notify('cdemo_jobs', queue) FROM u""")
 
 # %% ../nbs/09_postgres.ipynb #00ab15d5
-PgQueue.sql['ack_many'] = """UPDATE job SET status='done', result=v.result, error=NULL, token=NULL, lease_until=NULL, updated_at=%(now)s
+PgQueue.sql['ack_many'] = """WITH u AS (UPDATE job SET status='done', result=v.result, error=NULL, token=NULL, lease_until=NULL, updated_at=%(now)s
   FROM unnest(%(ids)s::bigint[], %(tokens)s::text[], %(results)s::text[]) AS v(id, token, result)
-  WHERE job.id=v.id AND job.token=v.token AND job.status='running' AND job.lease_until>=%(now)s RETURNING job.id"""
+  WHERE job.id=v.id AND job.token=v.token AND job.status='running' AND job.lease_until>=%(now)s RETURNING job.id)
+  SELECT id, pg_notify('cdemo_done', id::text) FROM u"""
 
 @patch
 def _ack_many(self:PgQueue, jobs, results, now):
@@ -227,19 +231,36 @@ def _ack_many(self:PgQueue, jobs, results, now):
 
 # %% ../nbs/09_postgres.ipynb #269c2a4c
 @patch
+def _heard(self:PgQueue, n)->bool:
+    "Is notification `n` news of a job enqueued in this queue? (one of another channel is kept for `finished_notices`)"
+    if n.channel == 'cdemo_jobs': return n.payload == self.name
+    self._notices.append(n); return False
+
+@patch
+def finished_notices(self:PgQueue, timeout:float)->set:
+    "Ids of jobs that finished (`done`, `dead` or `cancelled`: `NOTIFY cdemo_done`) heard within `timeout` s; the first call starts listening"
+    _num('timeout', timeout)
+    self._check()
+    if 'cdemo_done' not in self._channels: self.conn.execute("LISTEN cdemo_done"); self._channels.add('cdemo_done')
+    got = [n for n in self._notices]; self._notices.clear()
+    for n in self.conn.notifies(timeout=0 if got else timeout, stop_after=None if got else 1): got.append(n)
+    for n in self.conn.notifies(timeout=0): got.append(n)
+    return {int(n.payload) for n in got if n.channel == 'cdemo_done'}
+
+@patch
 def wait(self:PgQueue, timeout:float)->bool:
     "Wait up to `timeout` seconds for a job to be enqueued in this queue; `True` if one was"
     end = time.monotonic() + _num('timeout', timeout)
     try:
         self._check()
         if not self._listening or self._missed:  # just started listening (or again, after a reconnect): look once
-            if not self._listening: self.conn.execute("LISTEN cdemo_jobs")
+            if not self._listening: self.conn.execute("LISTEN cdemo_jobs"); self._channels.add('cdemo_jobs')
             self._listening,self._missed = True,False
             return True
         hit = False
-        for n in self.conn.notifies(timeout=0): hit |= n.payload == self.name  # already here: drain them
+        for n in self.conn.notifies(timeout=0): hit |= self._heard(n)  # already here: drain them
         while not hit and (left := end-time.monotonic()) > 0:
-            for n in self.conn.notifies(timeout=left, stop_after=1): hit = n.payload == self.name
+            for n in self.conn.notifies(timeout=left, stop_after=1): hit = self._heard(n)
         return hit
     except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):  # server gone: sleep it out, don't raise
         if not self.conn.closed: raise
@@ -263,7 +284,7 @@ def _alive(self:PgQueue):
     if now < self._retry_at: raise _unavailable(self.url, f"connection lost, the next try to reconnect is in {self._retry_at-now:.1f}s")
     try:
         c = self._connect()
-        if self._listening: c.execute("LISTEN cdemo_jobs")
+        for ch in sorted(self._channels): c.execute(f"LISTEN {ch}")  # `wait` and `finished_notices` go on hearing
     except (StoreUnavailable, *_conn_errors) as e:
         self._retry_at,self._wait = now + self._wait*random.uniform(0.5, 1), min(5, self._wait*2)
         raise e if isinstance(e, StoreUnavailable) else _unavailable(self.url, e) from None

@@ -169,7 +169,9 @@ def enqueue(self:Store, data, # any JSON-serializable value
     "Add a job and return its id"
     row = self._row(data, priority, delay, key, max_attempts, now=self.clock())
     self._check()
-    return self._insert(row)
+    id = self._insert(row)
+    _enqueued()
+    return id
 
 @patch
 def enqueue_many(self:Store, datas, # JSON-serializable values, one job each
@@ -178,7 +180,10 @@ def enqueue_many(self:Store, datas, # JSON-serializable values, one job each
     "Add many jobs in one transaction and return their ids"
     rows = self._rows(datas, priority, delay, keys, max_attempts)
     self._check()
-    return self._insert_many(rows) if rows else []
+    if not rows: return []
+    ids = self._insert_many(rows)
+    _enqueued()
+    return ids
 
 # %% ../nbs/00a_store.ipynb #8b965b73
 @patch
@@ -208,11 +213,20 @@ def dequeue(self:Store, worker:str=None, lease:float=None)->Job|None:
     return first(self.dequeue_many(1, worker=worker, lease=lease))
 
 # %% ../nbs/00a_store.ipynb #e086d922
+_new_jobs,_enqueues = threading.Condition(),0  # told of every enqueue in this process, so a worker here wakes at once
+
+def _enqueued():
+    "Tell the workers waiting in this process that a job was enqueued"
+    global _enqueues
+    with _new_jobs: _enqueues += 1; _new_jobs.notify_all()
+
 @patch
 def wait(self:Store, timeout:float)->bool:
-    "Wait up to `timeout` seconds for a new job; `True` if told one came (this store can't be told, so it sleeps)"
-    time.sleep(_num('timeout', timeout))
-    return False
+    "Wait up to `timeout` seconds for a new job; `True` if one was enqueued in this process meanwhile (from elsewhere, this store can't be told)"
+    _num('timeout', timeout)
+    with _new_jobs:
+        n = _enqueues
+        return _new_jobs.wait_for(lambda: _enqueues != n, timeout)
 
 # %% ../nbs/00a_store.ipynb #d4d3629f
 _on_settled = []  # callables told the ids of jobs this process has just finished (`tasks` wakes its waiters with it)
@@ -388,6 +402,11 @@ def cancelled(self:Store, ids)->set:
     ids = [_num('id', i, integer=True) for i in ids]
     self._check()
     return {r[0] for r in self._all(self.sql['cancelled'], dict(ids=json.dumps(ids)))} if ids else set()
+
+@patch
+def finished_notices(self:Store, timeout:float):
+    "Ids of jobs finished meanwhile, if the database tells of them (PostgreSQL's `NOTIFY`); else `None`: ask `finished` instead"
+    return None
 
 @patch
 def data_version(self:Store):

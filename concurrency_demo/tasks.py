@@ -195,12 +195,20 @@ class _Waiter:
             if not ids: continue
             try:
                 q = q or open_queue(self.url, **self.qkw)
+                heard = q.finished_notices(0 if fresh else 0.02)  # a store that tells of finished jobs (PostgreSQL): no polling
+                if heard is not None:  # each id heard is a finished job: wake its waiters; ask only for new ones
+                    self._wake(heard)
+                    if fresh: self._wake(q.finished(ids))
+                    tick = 0; continue
                 v = q.data_version()
-                if fresh or v is None or v != last: self._wake(q.finished(ids)); tick = 0.002  # something changed: look closely again
-                else: tick = min(tick*2, 0.05)  # nothing committed since the last look
+                if fresh or v is None or v != last:  # something may have changed (a store without a counter: always)
+                    done = q.finished(ids); self._wake(done)
+                    tick = 0.002 if done or v is not None else min(tick*2, 0.05)  # look closely while jobs finish; else back off
+                else: tick = min(tick*2, 0.01)  # nothing committed since the last look: reading the counter costs microseconds
                 last = v
-            except Exception as e:  # the database is away: try again a little later
+            except Exception as e:  # the database is away: try again a little later, and then look at every job
                 logger.debug("tasks waiter: %s", e); tick = 0.1
+                with self.lock: self.fresh = True
 
 logger = logging.getLogger('concurrency_demo.tasks')
 
