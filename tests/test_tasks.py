@@ -28,7 +28,13 @@ def test_usage_as_in_the_issue(store):
     @tasks.task(queue='llm', timeout=60, max_attempts=5, retry_on=(TimeoutError,))
     async def summarize(text: str) -> str:
         current_job().progress(0.5, 'halfway')
+        if current_job().cancelled: return 'stopped'
         return text[:4]
+    @tasks.periodic(every=3600)
+    def prune_old_uploads(): pass
+    @tasks.periodic(cron='0 3 * * *')
+    def nightly(): pass
+    assert {'resize', 'summarize', 'prune_old_uploads', 'nightly'} <= set(tasks.registry)
     h = resize.enqueue('a.png', width=400)
     with ThreadWorkers(tasks.url, tasks, n=1, poll=0.01, log=quiet): assert h.result(timeout=10) == 'a.png@400'
     async def main():
