@@ -105,9 +105,9 @@ def stats(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:
     total = {s: sum(c[s] for c in per.values()) for s in statuses}
     if json: return print(dumps(total))
     w = max([10, *(len(n)+2 for n in per)])
-    print(f"{'queue':<{w}}" + ''.join(f'{s:>9}' for s in statuses))
-    for n,c in sorted(per.items()): print(f'{n:<{w}}' + ''.join(f"{c[s]:>9}" for s in statuses))
-    if len(per) > 1: print(f"{'total':<{w}}" + ''.join(f'{total[s]:>9}' for s in statuses))
+    print(f"{'queue':<{w}}" + ''.join(f'{s:>10}' for s in statuses))
+    for n,c in sorted(per.items()): print(f'{n:<{w}}' + ''.join(f"{c[s]:>10}" for s in statuses))
+    if len(per) > 1: print(f"{'total':<{w}}" + ''.join(f'{total[s]:>10}' for s in statuses))
 
 # %% ../nbs/06a_cli.ipynb #bb9ece69
 def _listen(host, port):
