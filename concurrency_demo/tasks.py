@@ -190,9 +190,12 @@ class _Waiter:
     def _run(self):
         q,last,tick = None,None,0.002
         while True:
-            self.kick.wait(tick if self.pending else None); self.kick.clear()
+            self.kick.wait(tick if self.pending else 1); self.kick.clear()
             with self.lock: ids,fresh,self.fresh = list(self.pending),self.fresh,False
-            if not ids: continue
+            if not ids:  # nobody waits: still read what the server told us, or its notices would pile up in memory
+                try: q and q.finished_notices(0)
+                except Exception: pass
+                continue
             try:
                 q = q or open_queue(self.url, **self.qkw)
                 heard = q.finished_notices(0 if fresh else 0.02)  # a store that tells of finished jobs (PostgreSQL): no polling
