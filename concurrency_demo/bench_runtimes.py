@@ -662,15 +662,11 @@ def _task_registry(url):
     return t
 
 def _round_trips(t, n:int)->list:
-    "`n` enqueue → result() round trips of the no-op task, one at a time, in ms"
-    ms = []
+    "`n` enqueue → result() round trips of the no-op task, one at a time, in seconds"
+    secs = []
     for _ in range(n):
-        s = time.perf_counter(); t['noop'].enqueue().result(30); ms.append((time.perf_counter() - s) * 1000)
-    return ms
-
-def _rt_pcts(ms)->dict:
-    ms = sorted(ms)
-    return dict(p50_ms=round(ms[len(ms)//2], 2), p99_ms=round(ms[min(len(ms)-1, int(len(ms)*0.99))], 2), n=len(ms))
+        s = time.perf_counter(); t['noop'].enqueue().result(30); secs.append(time.perf_counter() - s)
+    return secs
 
 def _waiters_cost(t, n:int=1000, hold:float=2.0)->dict:
     "`n` aresult waiters on jobs delayed by `hold` s: the waiter's queries and this process's CPU while they wait, then how long all take once the jobs run"
@@ -710,7 +706,7 @@ def bench_tasks(quick:bool=False, # 50 round trips and 200 waiters instead of 50
                     pool = ThreadWorkers(loc, t, n=1, poll=0.01) if where == 'same process' else ProcessWorkers(loc, t, n=1, poll=0.01)
                     with pool:
                         _round_trips(t, 5)  # warm: connections, the waiter thread
-                        res[f'{store}, {where}'] = _rt_pcts(_round_trips(t, n))
+                        res[f'{store}, {where}'] = _pcts(_round_trips(t, n))  # the console's percentiles (above)
             with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
                 res[f'{store}, {nw:,} waiters'] = _waiters_cost(_task_registry(loc), nw)
         return dict(machine=machine(server), quick=quick, results=res)

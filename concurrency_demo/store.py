@@ -390,18 +390,21 @@ def get(self:Store, id:int)->Job:
     return _job(rows[0])
 
 @patch
-def finished(self:Store, ids)->set:
-    "Those of job `ids` that are finished (`done`, `dead` or `cancelled`): one query, however many ids"
+def _ids_where(self:Store, stmt:str, ids)->set:
+    "Those of job `ids` that statement `stmt` selects (it takes them as a JSON array): one query, however many ids"
     ids = [_num('id', i, integer=True) for i in ids]
     self._check()
-    return {r[0] for r in self._all(self.sql['finished'], dict(ids=json.dumps(ids)))} if ids else set()
+    return {r[0] for r in self._all(self.sql[stmt], dict(ids=json.dumps(ids)))} if ids else set()
+
+@patch
+def finished(self:Store, ids)->set:
+    "Those of job `ids` that are finished (`done`, `dead` or `cancelled`)"
+    return self._ids_where('finished', ids)
 
 @patch
 def cancelled(self:Store, ids)->set:
     "Those of job `ids` that have been cancelled (a heartbeat asks this of the jobs its worker is running)"
-    ids = [_num('id', i, integer=True) for i in ids]
-    self._check()
-    return {r[0] for r in self._all(self.sql['cancelled'], dict(ids=json.dumps(ids)))} if ids else set()
+    return self._ids_where('cancelled', ids)
 
 @patch
 def finished_notices(self:Store, timeout:float):

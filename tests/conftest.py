@@ -25,3 +25,8 @@ def store(request, tmp_path):
 def qurl(store):
     "`(url, queue_kwargs)` of a fresh, empty queue on each store"
     return store, {}
+
+@pytest.fixture(scope='module')
+def cluster():
+    "A throwaway PostgreSQL server of the test module's own, which its tests stop and restart (never the shared `CDEMO_PG_DSN` one)"
+    with pg_tmp_cluster() as c: yield c

@@ -2,16 +2,11 @@
 import json, os, re, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
-from helpers import wait_until
+from helpers import wait_until, cdemo
 from concurrency_demo.store import open_queue
 from concurrency_demo.fakeai import FakeAI
 
 CMDS = ['serve', 'worker', 'enqueue', 'stats', 'fakeai', 'bench']
-
-def cdemo(*args, timeout=60, **kw):
-    "Run `cdemo args` (the installed console script's entry point, with this Python) and return the CompletedProcess"
-    return subprocess.run([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, **kw)
 
 def start(*args, env=None):
     "Start a long-running `cdemo` command; return the process and its first line of output"

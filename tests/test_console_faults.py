@@ -5,7 +5,7 @@ The restart tests use a throwaway server of this module's own (`pg_tmp_cluster`)
 """
 import os, socket, subprocess, sys
 import pytest
-from helpers import wait_until
+from helpers import wait_until, cdemo
 from starlette.testclient import TestClient
 from concurrency_demo.app import make_app
 from concurrency_demo.store import open_queue
@@ -14,10 +14,6 @@ from concurrency_demo.fakeai import FakeAI
 
 pytestmark = pytest.mark.timeout(180)
 HX = {'HX-Request': 'true'}
-
-@pytest.fixture(scope='module')
-def cluster():
-    with pg_tmp_cluster() as c: yield c
 
 @pytest.fixture(scope='module')
 def fake():
@@ -67,10 +63,6 @@ def test_console_rides_out_a_postgres_restart(cluster, fake):
         wait_until(lambda: status(c) == 200, timeout=30)
 
 # ---- cdemo: one-line errors ---------------------------------------------------------------------------------------------
-
-def cdemo(*args, timeout=60):
-    return subprocess.run([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
 
 def closed_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]

@@ -17,11 +17,6 @@ def _retry(f, timeout=20):
 # ---------------------------------------------------------------------------------------------------------------------
 # PostgreSQL: restarts, crashes, killed backends
 
-@pytest.fixture(scope='module')
-def cluster():
-    "A throwaway server of this module's own, which the tests restart (never the shared `CDEMO_PG_DSN` one)"
-    with pg_tmp_cluster() as c: yield c
-
 def test_pg_restart_and_crash_under_a_draining_queue(cluster):
     "A queue enqueueing and draining through a restart and a crash: StoreUnavailable during the outage, then it serves again; every job done"
     with pg_database(cluster, 'faults') as url:

@@ -115,11 +115,6 @@ def test_a_result_nested_too_deeply_fails_the_job_at_once(kind, store):
 
 # ---- 3. a lost database: the workers wait it out, and drain -----------------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def cluster():
-    "A throwaway PostgreSQL server of this module's own, to restart"
-    with pg_tmp_cluster() as c: yield c
-
 def done_count(url):
     "How many jobs are done, or `None` while the database can't be reached"
     try:
