@@ -7,7 +7,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/fastapi.html.md"""
 # %% auto #0
 __all__ = ['pool_kinds', 'plan_pools', 'lifespan', 'run_workers']
 
-# %% ../nbs/06b_fastapi.ipynb #a7ca64df
+# %% ../nbs/06b_fastapi.ipynb #3f98146a
 import asyncio, contextlib, functools, signal
 from fastcore.utils import *
 from .store import _num
@@ -15,7 +15,7 @@ from .threads import ThreadWorkers
 from .aio import AsyncWorkers
 from .procs import ProcessWorkers
 
-# %% ../nbs/06b_fastapi.ipynb #9e26d7d5
+# %% ../nbs/06b_fastapi.ipynb #34ab7163
 pool_kinds = ('threads', 'async', 'processes')
 
 def plan_pools(tasks, # the `Tasks` registry whose jobs the app's workers run
@@ -45,7 +45,7 @@ def plan_pools(tasks, # the `Tasks` registry whose jobs the app's workers run
         raise ValueError(f"processes={processes}, but no queue runs on processes: name them, e.g. queues={{'cpu': 'processes'}}, or pass threads=0")
     return plan
 
-# %% ../nbs/06b_fastapi.ipynb #57d36c23
+# %% ../nbs/06b_fastapi.ipynb #7b51a74d
 class _Both:
     "What a lifespan function returns: an async context manager (Starlette, FastAPI) that also iterates once (FastHTML's `fast_app`)"
     def __init__(self, gen): self.cm,self.gen = contextlib.asynccontextmanager(gen),gen
@@ -89,7 +89,7 @@ def lifespan(tasks, # the `Tasks` registry whose jobs the app's workers run
         finally: await asyncio.gather(*map(stop, reversed(pools)))  # all at once: shutdown takes `stop_timeout` at most, not one per pool
     return _lifespan
 
-# %% ../nbs/06b_fastapi.ipynb #ad5026b0
+# %% ../nbs/06b_fastapi.ipynb #7ae54282
 def run_workers(tasks, # the `Tasks` registry, as for `lifespan`
                 **kwargs): # `lifespan`'s options: `threads`, `concurrency`, `processes`, `queues`, `stop_timeout`, `poll`, `log`
     "Run `tasks`' worker pools apart from any web app, as `lifespan` would, until SIGINT or SIGTERM"
