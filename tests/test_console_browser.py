@@ -95,7 +95,7 @@ def test_bad_input_shows_message(page, console):
     assert stats(url) == before
     page.fill('input[name=count]', '2'); page.fill('input[name=arg]', '20'); page.select_option('select[name=fn]', 'fib')
     page.click('text=Run CPU jobs')
-    page.wait_for_function("document.querySelector('#msg').innerText.trim() === ''", timeout=10_000)
+    page.wait_for_function("document.querySelector('#msg').innerText.includes('Enqueued 2 jobs')", timeout=10_000)
     page.wait_for_function("document.querySelectorAll('#jobs tr td.status.done').length >= 2 && document.body.innerText.includes('fib(n=20)')", timeout=30_000)
 
 def test_screenshot(page, console):
@@ -107,3 +107,37 @@ def test_screenshot(page, console):
     out = ROOT/'artifacts'; out.mkdir(exist_ok=True)
     page.screenshot(path=str(out/'console.png'), full_page=False)
     assert (out/'console.png').stat().st_size > 10_000
+
+def enqueue_elsewhere(db, queue, datas):
+    "Enqueue `datas` from another process, as another app or `cdemo enqueue` would"
+    code = f"from concurrency_demo.store import open_queue; import json, sys; q = open_queue({str(db)!r}, name={queue!r}); print(json.dumps(q.enqueue_many(json.loads(sys.argv[1]))))"
+    return json.loads(subprocess.run([sys.executable, '-c', code, json.dumps(datas)], capture_output=True, text=True, check=True, cwd=ROOT).stdout)
+
+def test_one_counts_table_after_ten_submissions(page, console):
+    "However many forms are sent, the page has one counts table (each answer's copy is swapped out of band, not left in the jobs table)"
+    for i in range(10):
+        with page.expect_response(lambda r: r.url.endswith('/llm') and r.request.method == 'POST'): 
+            page.fill('textarea[name=prompts]', f'submission {i}')
+            page.click('text=Ask the LLM')
+    page.wait_for_function("document.querySelector('#msg').innerText.includes('Enqueued 1 job')", timeout=10_000)
+    page.wait_for_timeout(300)
+    counts_tables = page.locator('table:has(th:text-is("queued"))')
+    assert counts_tables.count() == 1 and page.locator('#counts').count() == 1
+    assert page.locator('#jobs table, #jobs #counts').count() == 0
+
+ODD = [{'fn': 'fib', 'n': 'thirty'}, {'fn': 'count_primes'}, {'prompt': ['a', 'list']}, 'a string', [1, 2], None, {'task': 1, 'args': 'x'}]
+
+def test_odd_data_every_page_200(page, console):
+    "Jobs with data the demo doesn't expect (enqueued through the public API) leave every page at 200 and the forms working"
+    url,db = console
+    ids = enqueue_elsewhere(db, 'cpu', ODD) + enqueue_elsewhere(db, 'weird', [{'anything': 'goes'}])
+    for path in ['/', '/jobs', *[f'/jobs/{i}' for i in ids], '/counts', '/stats.json']:
+        assert page.request.get(url + path).status == 200, path
+    assert page.goto(url).status == 200
+    page.wait_for_function('window.htmx !== undefined', timeout=10_000)
+    for i in ids: assert page.locator(f'#job-{i}').count() == 1
+    assert "fib(n='thirty')" in page.locator(f'#job-{ids[0]}').inner_text()
+    page.fill('textarea[name=prompts]', 'after the odd ones')
+    page.click('text=Ask the LLM')
+    page.wait_for_function("document.querySelector('#msg').innerText.includes('Enqueued 1 job')", timeout=10_000)
+    assert page.locator('#msg .error').count() == 0 and page.errors == []
