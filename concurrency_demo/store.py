@@ -497,3 +497,14 @@ def find(self:Store, queue:str=None, # only this queue's jobs (default: every qu
     self._check()
     sql = f"SELECT {_cols} FROM job WHERE {where} ORDER BY id {'ASC' if oldest else 'DESC'} LIMIT {n}"
     return [_job(r) for r in self._all(sql, args)]
+
+# %% ../nbs/00a_store.ipynb #e1546a20
+@patch
+def finished_since(self:Store, t:float, # a time, in the store's clock
+                   n:int=1000)->list: # most rows to return
+    "`(queue, status, created_at, updated_at)` of every queue's jobs that finished after `t`, in the order they finished"
+    _num('t', t, hi=1e12); _num('n', n, lo=1, integer=True, hi=100_000)
+    p = self.find_dialect['p']
+    self._check()
+    return [tuple(r) for r in self._all(f"""SELECT queue, status, created_at, updated_at FROM job
+  WHERE status IN ('done','dead','cancelled') AND updated_at > {p.format('t')} ORDER BY updated_at LIMIT {n}""", dict(t=t))]
