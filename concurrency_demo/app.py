@@ -7,8 +7,8 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/app.html.md"""
 # %% auto #0
 __all__ = ['static_dir', 'htmx_config', 'queue_names', 'max_prompts', 'finished', 'row_html', 'css', 'offline_hdrs', 'add_static',
            'offline_app', 'Queues', 'parse_prompts', 'parse_int', 'parse_cpu', 'job_text', 'job_outcome', 'job_time',
-           'job_actions', 'job_row', 'RowCache', 'counts_view', 'jobs_body', 'problem', 'llm_form', 'cpu_form',
-           'concurrency_form', 'page', 'make_app', 'ConsoleWorkers']
+           'job_actions', 'job_row', 'raw_row', 'safe_row', 'RowCache', 'counts_view', 'jobs_body', 'problem',
+           'llm_form', 'cpu_form', 'concurrency_form', 'page', 'make_app', 'ConsoleWorkers']
 
 # %% ../nbs/06_app.ipynb #4393a21e
 import asyncio, functools, json, secrets, threading, time
@@ -99,7 +99,7 @@ def job_text(j)->str:
     "What job `j` asks for, in a few words"
     d = j.data
     if isinstance(d, dict) and set(d) == {'prompt'}: return str(d['prompt'])
-    if isinstance(d, dict) and d.get('fn') in cpu_fns: return f"{d['fn']}({', '.join(f'{k}={v:,}' for k,v in d.items() if k != 'fn')})"
+    if isinstance(d, dict) and d.get('fn') in cpu_fns: return f"{d['fn']}({', '.join(f'{k}={v:,}' if type(v) is int else f'{k}={v!r}' for k,v in d.items() if k != 'fn')})"
     return json.dumps(d)
 
 def _short(s, n=300): s = str(s); return s if len(s) <= n else s[:n] + '…'
@@ -131,6 +131,16 @@ def job_row(j, poll:float=0.5):
               id=f'job-{j.id}', **live)
 
 # %% ../nbs/06_app.ipynb #5841fb85
+def raw_row(j):
+    "A row for a job that `job_row` can't render: its raw fields as JSON, so the page still loads"
+    raw = json.dumps({k: getattr(j, k, None) for k in ('id', 'queue', 'status', 'data', 'result', 'error')}, default=repr)
+    return Tr(Td(getattr(j, 'id', '?')), Td(getattr(j, 'queue', '?')), Td(Code(_short(raw, 2000)), colspan=6, cls='what raw'), id=f'job-{getattr(j, "id", "x")}')
+
+def safe_row(j, poll:float=0.5):
+    "`job_row(j)` rendered, or `raw_row(j)` if job data that isn't the shape the page expects makes it fail: one odd row never breaks a page"
+    try: return to_xml(job_row(j, poll))
+    except Exception: return to_xml(raw_row(j))
+
 class RowCache:
     "Rendered rows of jobs, keyed by what a row shows: a job's row changes only when its database row does"
     def __init__(self, size:int=5000): self.size,self.rows,self.lock = size,{},threading.Lock()
@@ -138,18 +148,18 @@ class RowCache:
         "Job `j`'s row, as HTML"
         k = (j.id, j.status, j.attempts, j.updated_at, poll)
         if (r := self.rows.get(k)) is None:
-            r = NotStr(to_xml(job_row(j, poll)))
+            r = NotStr(to_xml(safe_row(j, poll)))
             with self.lock:
                 if len(self.rows) >= self.size: self.rows.clear()
                 self.rows[k] = r
         return r
 
 # %% ../nbs/06_app.ipynb #b422cb6b
-def counts_view(counts:dict):
-    "Jobs per status and queue, refreshed every second"
+def counts_view(counts:dict, oob:bool=False):
+    "Jobs per status and queue, refreshed every second; `oob` for a copy sent beside another answer (htmx swaps it in place of `#counts`)"
     names = list(dict.fromkeys([*queue_names, *counts]))
     rows = [Tr(Th(n), *[Td(counts.get(n, {}).get(s, 0), cls=f'status {s}') for s in statuses]) for n in names]
-    return Div(Table(Thead(Tr(Th('queue'), *map(Th, statuses))), Tbody(*rows)), id='counts', hx_get='/counts', hx_trigger='every 1s', hx_swap='outerHTML')
+    return Div(Table(Thead(Tr(Th('queue'), *map(Th, statuses))), Tbody(*rows)), id='counts', hx_get='/counts', hx_trigger='every 1s', hx_swap='outerHTML', **({'hx_swap_oob': 'true'} if oob else {}))
 
 row_html = RowCache()
 def jobs_body(jobs, poll:float=0.5): return Tbody(*[row_html(j, poll) for j in jobs], id='jobs')
@@ -235,7 +245,13 @@ def make_app(db='jobs.db', # the queue database: a SQLite path (its folder must 
                                              StoreUnavailable: lambda req, e: problem(f'{e} (the page recovers once it is back)', 503)})
     app.state.queues,app.state.cfg = qs,cfg
     def jobs(): return jobs_body(qs().recent(limit), poll)
-    def submitted(): return jobs(), Div(id='msg', hx_swap_oob='true'), counts_view(qs().counts())
+    def submitted(ids):
+        "The answer to a submission that enqueued `ids`: the message says so even if showing the table fails after it"
+        said = Div(P(f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}{f'–{ids[-1]}' if len(ids) > 1 else ''})."), id='msg', hx_swap_oob='true')
+        try: return jobs(), said, counts_view(qs().counts(), oob=True)
+        except Exception as e:
+            said = Div(P(f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}…), but the table couldn't be shown: {' '.join(str(e).split())[:200]}", cls='error'), id='msg', hx_swap_oob='true')
+            return HTMLResponse(to_xml(said), headers={'HX-Reswap': 'none'})
     _routes(rt, qs, jobs, submitted, limit, poll)
     return app
 
@@ -258,15 +274,13 @@ def _routes(rt, qs, jobs, submitted, limit, poll):
     def submit_llm(prompts:str=''):
         try: ps = parse_prompts(prompts)
         except ValueError as e: return problem(str(e))
-        qs('llm').enqueue_many([{'prompt': p} for p in ps])
-        return submitted()
+        return submitted(qs('llm').enqueue_many([{'prompt': p} for p in ps]))
 
     @rt('/cpu', methods=['post'])
     def submit_cpu(fn:str='', arg:str='', count:str=''):
         try: data,n = parse_cpu(fn, arg),parse_int('count', count, 1, 100)
         except ValueError as e: return problem(str(e))
-        qs('cpu').enqueue_many([data]*n)
-        return submitted()
+        return submitted(qs('cpu').enqueue_many([data]*n))
 
     @rt('/jobs')
     def jobs_get(): return jobs()

@@ -159,17 +159,23 @@ def serve(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:
           cpu_workers:int=1, # processes for CPU jobs (0: none)
           no_workers:store_true=False, # serve the page only; run the workers with `cdemo worker`
           latency:float=0.1, # seconds the fake LLM takes per answer
-          stop_timeout:float=10): # seconds jobs in flight get to finish at Ctrl-C before they are released
+          stop_timeout:float=10, # seconds jobs in flight get to finish at Ctrl-C before they are released
+          token:str=None, # require this token (Bearer, or the basic-auth password); default CDEMO_DASHBOARD_TOKEN; needed off loopback
+          allow_host:str=None): # more Host names to answer to, comma-separated (default: loopback names only)
     "Serve the job console, with its workers, until Ctrl-C"
     import uvicorn
-    from concurrency_demo.app import make_app
+    from concurrency_demo.dashboard import console_app, loopback
     _db_ok(db)
+    token = token or os.environ.get('CDEMO_DASHBOARD_TOKEN') or None
+    if host.strip('[]') not in loopback and not token:
+        raise ValueError(f"serving on {host} (not loopback) needs --token or CDEMO_DASHBOARD_TOKEN: anyone who reaches the port could run and delete jobs")
+    hosts = [*loopback, *([host] if host not in ('0.0.0.0', '::') else []), *filter(None, (allow_host or '').split(','))]
     sock = _listen(host, port)
     old = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the command as Ctrl-C does, cleaning up on the way
     cfg,fake = None,None
     try:
         if not no_workers: cfg,fake = _llm(llm, base_url, model, latency)
-        app = make_app(db, workers=not no_workers, concurrency=concurrency, cpu_workers=cpu_workers, stop_timeout=stop_timeout,
+        app = console_app(db, workers=not no_workers, concurrency=concurrency, cpu_workers=cpu_workers, stop_timeout=stop_timeout, token=token, hosts=hosts,
                        **(dict(llm=cfg.llm, base_url=cfg.base_url, model=cfg.model) if cfg else {}))
         h,p = sock.getsockname()[:2]
         msg = (f"Job console: http://{'['+h+']' if ':' in h else h}:{p}  (database {db}; LLM {_describe(cfg)}; "

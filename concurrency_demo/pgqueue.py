@@ -299,3 +299,6 @@ def _guarded(f):
     return _f
 
 for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many'): setattr(PgQueue, _n, _guarded(getattr(PgQueue, _n)))
+
+# %% ../nbs/09_postgres.ipynb #72b84c8a
+PgQueue.find_dialect = dict(p='%({})s', task="(data::jsonb->>'task')")

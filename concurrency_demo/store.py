@@ -458,3 +458,53 @@ def open_queue(url, **kwargs):
     "Open the queue at `url`: a SQLite path, `sqlite:///path`, or `postgresql://…`"
     cls,loc = _store(url)
     return cls(loc, **kwargs)
+
+# %% ../nbs/00a_store.ipynb #1cd02a3e
+Store.find_dialect = dict(p=':{}', task="json_extract(data, '$.task')")  # SQLite's; PostgreSQL's is in lesson 09
+
+def _like(s:str)->str: return '%' + str(s).lower().replace('\\', '\\\\').replace('%', '\\%').replace('_', '\\_') + '%'
+
+@patch
+def _find_where(self:Store, queue=None, status=None, task=None, q=None):
+    "The `WHERE` clause (and its parameters) selecting jobs by `queue`, `status`, `task` and text `q` (an id, or a piece of data, result, error or key)"
+    p,fd,conds,args = self.find_dialect['p'],self.find_dialect,[],{}
+    if status is not None and status not in statuses: raise ValueError(f"Unknown status {str(status)[:30]!r}: choose one of {', '.join(statuses)}")
+    for col,v in (('queue', queue), ('status', status), (fd['task'], task)):
+        if v is not None: conds.append(f"{col} = {p.format(f'v{len(args)}')}"); args[f'v{len(args)}'] = str(v)
+    if q is not None and str(q).strip():
+        q,pat = str(q).strip(),p.format('pat'); args['pat'] = _like(q)
+        text = ' OR '.join(f"lower(coalesce({c}, '')) LIKE {pat} ESCAPE '\\'" for c in ('data', 'result', 'error', 'key'))
+        if q.isdigit() and len(q) < 19: conds.append(f"(id = {p.format('qid')} OR {text})"); args['qid'] = int(q)
+        else: conds.append(f'({text})')
+    return ' AND '.join(conds) or '1=1', args
+
+# %% ../nbs/00a_store.ipynb #feafd491
+@patch
+def find(self:Store, queue:str=None, # only this queue's jobs (default: every queue's)
+         status:str=None, # only jobs in this status
+         task:str=None, # only calls of this task (`data['task']`, as `Tasks` enqueues them)
+         q:str=None, # text: a job id, or a piece of its data, result, error or key (any case)
+         before:int=None, # keyset paging: only jobs with a smaller id (the last id of the page before)
+         after:int=None, # only jobs with a larger id
+         n:int=50, # most jobs to return
+         oldest:bool=False)->list: # oldest first (default: newest first)
+    "Jobs of every queue in the database, filtered, a page of at most `n` in id order"
+    _num('n', n, lo=1, integer=True, hi=10_000)
+    where,args = self._find_where(queue, status, task, q)
+    p = self.find_dialect['p']
+    for k,op,v in (('before', '<', before), ('after', '>', after)):
+        if v is not None: where += f" AND id {op} {p.format(k)}"; args[k] = _num(k, v, integer=True)
+    self._check()
+    sql = f"SELECT {_cols} FROM job WHERE {where} ORDER BY id {'ASC' if oldest else 'DESC'} LIMIT {n}"
+    return [_job(r) for r in self._all(sql, args)]
+
+# %% ../nbs/00a_store.ipynb #e1546a20
+@patch
+def finished_since(self:Store, t:float, # a time, in the store's clock
+                   n:int=1000)->list: # most rows to return
+    "`(queue, status, created_at, updated_at)` of every queue's jobs that finished after `t`, in the order they finished"
+    _num('t', t, hi=1e12); _num('n', n, lo=1, integer=True, hi=100_000)
+    p = self.find_dialect['p']
+    self._check()
+    return [tuple(r) for r in self._all(f"""SELECT queue, status, created_at, updated_at FROM job
+  WHERE status IN ('done','dead','cancelled') AND updated_at > {p.format('t')} ORDER BY updated_at LIMIT {n}""", dict(t=t))]

@@ -183,3 +183,38 @@ def test_queues_per_thread(db):
     assert len({id(q) for q in got}) == 3 and len(qs.opened) == 3
     qs.close()
     assert qs.opened == []
+
+def test_submit_counts_oob(cli):
+    "A submission's answer carries exactly one counts table, swapped out of band (else htmx leaves a copy inside the jobs table)"
+    r = cli.post('/llm', data={'prompts': 'a'}, headers=HX)
+    assert len(re.findall(r'id="counts"', r.text)) == 1
+    assert re.search(r'<div hx-get="/counts"[^>]*hx-swap-oob="true"[^>]*id="counts"', r.text)
+    assert 'Enqueued 1 job (1).' in r.text
+
+@pytest.mark.parametrize('data', [{'fn': 'fib', 'n': 'thirty'}, {'fn': 'fib'}, {'fn': 'count_primes', 'n': None, 'x': [1, {'y': 2}]},
+                                  {'prompt': 12}, {'prompt': None}, 'just a string', [1, 2, 3], None, 3.5, {'task': 7}])
+def test_odd_data_renders(cli, db, data):
+    "Any JSON enqueued through the public API leaves every page at 200"
+    jid = open_queue(db, name='cpu').enqueue(data)
+    for r in (cli.get('/'), cli.get('/jobs', headers=HX), cli.get(f'/jobs/{jid}', headers=HX),
+              cli.post('/llm', data={'prompts': 'after'}, headers=HX), cli.post('/cpu', data={'fn': 'fib', 'arg': '3', 'count': '1'}, headers=HX)):
+        assert r.status_code == 200, r.text[:300]
+    assert f'id="job-{jid}"' in cli.get('/jobs', headers=HX).text
+
+def test_unrenderable_row_shows_raw(cli, db, monkeypatch):
+    "A row that can't be rendered at all shows its raw JSON, and the page still loads"
+    import concurrency_demo.app as app_mod
+    jid = open_queue(db, name='llm').enqueue({'prompt': 'boom'})
+    def bad(j, poll=0.5): raise TypeError('cannot render')
+    monkeypatch.setattr(app_mod, 'job_row', bad)
+    r = cli.get('/')
+    assert r.status_code == 200 and 'class="what raw"' in r.text and '"prompt": "boom"' in r.text
+
+def test_enqueued_says_so_when_table_fails(cli, db, monkeypatch):
+    "A POST that enqueued says so even if showing the table after it fails (htmx told not to swap the table away)"
+    import concurrency_demo.app as app_mod
+    def bad(*a, **kw): raise RuntimeError('counts broke')
+    monkeypatch.setattr(app_mod, 'counts_view', bad)
+    r = cli.post('/llm', data={'prompts': 'x\ny'}, headers=HX)
+    assert r.status_code == 200 and 'Enqueued 2 jobs' in r.text and 'counts broke' in r.text and r.headers['hx-reswap'] == 'none'
+    assert open_queue(db, name='llm').stats()['queued'] == 2

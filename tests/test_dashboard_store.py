@@ -1,0 +1,50 @@
+"Store.find, the dashboard's query: filters, text search, keyset pages, on both stores"
+import pytest
+from concurrency_demo.store import open_queue
+
+@pytest.fixture
+def jobs(store):
+    q = open_queue(store, name='mail')
+    q.enqueue_many([{'to': f'user{i}@example.com', 'note': '100% sure_x' if i == 3 else 'ok'} for i in range(30)])
+    t = open_queue(store, name='tasks')
+    t.enqueue({'task': 'resize', 'args': [640], 'kwargs': {}}, key='img-1')
+    t.enqueue_many(['a string', [1, 2], None, 7])
+    d = q.dequeue(); q.fail(d, 'SMTP 550: Mailbox FULL', retry=False)
+    yield q
+    q.close(); t.close()
+
+def ids(js): return [j.id for j in js]
+
+def test_filters(jobs):
+    q = jobs
+    assert ids(q.find(n=3)) == [35, 34, 33]
+    assert ids(q.find(status='dead')) == [1]
+    assert ids(q.find(queue='tasks')) == [35, 34, 33, 32, 31]
+    assert ids(q.find(queue='mail', status='queued', n=2)) == [30, 29]
+    assert ids(q.find(task='resize')) == [31]
+    assert ids(q.find(task='nothing')) == []
+
+def test_search(jobs):
+    q = jobs
+    assert ids(q.find(q='mailbox full')) == [1]  # the error, any case
+    assert ids(q.find(q='USER12@')) == [13]
+    assert ids(q.find(q='img-1')) == [31]  # the key
+    assert ids(q.find(q='7')) == sorted({35, 7, *[i+1 for i in range(30) if '7' in f'user{i}@example.com']}, reverse=True)
+    assert ids(q.find(q='100%')) == [4] and ids(q.find(q='sure_x')) == [4] and ids(q.find(q='%')) == [4] and ids(q.find(q='_x')) == [4]
+    assert q.find(q="' OR 1=1 --") == []
+    assert ids(q.find(q='  ')) == ids(q.find())
+
+def test_keyset_pages(jobs):
+    q = jobs
+    seen,before = [],None
+    while page := q.find(n=7, before=before): seen += ids(page); before = page[-1].id
+    assert seen == list(range(35, 0, -1))
+    assert ids(q.find(oldest=True, n=3)) == [1, 2, 3]
+    assert ids(q.find(oldest=True, n=3, after=3)) == [4, 5, 6]
+    assert ids(q.find(queue='mail', before=3)) == [2, 1]
+
+@pytest.mark.parametrize('kw,msg', [(dict(status='lost'), 'Unknown status'), (dict(n=0), 'n must be'), (dict(n=10**6), 'n must be'),
+                                    (dict(before='5; DROP TABLE job'), 'before must be'), (dict(after=1.5), 'after must be')])
+def test_bad_args(jobs, kw, msg):
+    with pytest.raises(ValueError, match=msg): jobs.find(**kw)
+    assert len(jobs.find(n=100)) == 35
