@@ -148,3 +148,20 @@ def test_run_workers_apart(store, monkeypatch):
         assert q.get(h.id).status == 'queued'
     finally:
         if p.poll() is None: p.kill()
+
+def test_lifespan_with_processes(store):
+    "`processes=` runs the sync queues on worker processes (the registry's tasks importable), and stops them with the app"
+    import task_defs as td
+    t = td.make(store)
+    class App: pass
+    async def main():
+        app = App(); app.state = App()
+        async with t.lifespan(threads=0, concurrency=0, processes=2, stop_timeout=2)(app):
+            assert [type(p).__name__ for p in app.state.task_pools] == ['ProcessWorkers']
+            hs = [await t['add'].aenqueue(i, 1) for i in range(6)]
+            res = [await h.aresult(timeout=60) for h in hs]
+        return res, app.state.task_pools[0]
+    res, pool = asyncio.run(main())
+    assert res == [i+1 for i in range(6)]
+    assert not any(p.is_alive() for p in pool.procs)
+    assert open_queue(store, name='default').stats()['running'] == 0
