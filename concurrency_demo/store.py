@@ -508,3 +508,9 @@ def finished_since(self:Store, t:float, # a time, in the store's clock
     self._check()
     return [tuple(r) for r in self._all(f"""SELECT queue, status, created_at, updated_at FROM job
   WHERE status IN ('done','dead','cancelled') AND updated_at > {p.format('t')} ORDER BY updated_at LIMIT {n}""", dict(t=t))]
+
+# %% ../nbs/00a_store.ipynb #9a17d763
+@patch
+def change_token(self:Store):
+    "A cheap value that changes when the database may have changed (another connection's commit); `None` if the store has none"
+    return self.data_version()
