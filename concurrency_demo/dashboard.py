@@ -8,9 +8,9 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/dashboard.html.md"""
 __all__ = ['finished', 'stream_life', 'loopback', 'static_dir', 'htmx_config', 'Stores', 'task_name', 'describe', 'dur', 'when',
            'sig', 'outcome', 'actions', 'status_cell', 'job_row', 'raw_row', 'row', 'qs_url', 'counts_view', 'Watcher',
            'page_query', 'find_page', 'changes', 'job_detail', 'Guard', 'JobMetrics', 'problem', 'said', 'shell',
-           'parse_age', 'dashboard', 'console_app']
+           'dashboard', 'console_app']
 
-# %% ../nbs/06c_dashboard.ipynb #7ebc736b
+# %% ../nbs/06c_dashboard.ipynb #59f73dab
 import asyncio, base64, binascii, json, os, re, secrets, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from fastcore.xml import Safe
 import concurrency_demo
-from .store import open_queue, statuses, StoreUnavailable, Job
+from .store import open_queue, statuses, StoreUnavailable, Job, parse_age
 
 # %% ../nbs/06c_dashboard.ipynb #b325995f
 class Stores:
@@ -326,13 +326,6 @@ def shell(req, title, *body, stream:str=None):
                 Meta(name='htmx-config', content=json.dumps(htmx_config)), Link(rel='stylesheet', href=f'{r}/static/dashboard.css'),
                 Script(src=f'{r}/static/htmx.min.js'), Script(src=f'{r}/static/dashboard.js', defer=True))
     return HTMLResponse(to_xml(Html(head, Body(*body, **({'data_stream': stream} if stream else {})), lang='en')))
-
-# %% ../nbs/06c_dashboard.ipynb #7347ef32
-def parse_age(s)->float:
-    "Seconds from `s`: a number of seconds, or with a unit (`90s`, `30m`, `12h`, `7d`); `ValueError` naming the problem"
-    m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*', str(s or ''))
-    if not m: raise ValueError(f"Age must be a number of seconds or like 30m, 12h, 7d; got {str(s)[:30]!r}")
-    return float(m[1]) * dict(s=1, m=60, h=3600, d=86400).get(m[2] or 's')
 
 # %% ../nbs/06c_dashboard.ipynb #57c1d514
 def _filters_form(f, counts, tasks, root):
