@@ -71,7 +71,7 @@ def when(t, now=None):
 
 finished = ('done', 'dead', 'cancelled')
 
-# %% ../nbs/06c_dashboard.ipynb #520ec70c
+# %% ../nbs/06c_dashboard.ipynb #33830a8a
 def sig(j)->str:
     "What a job's row shows that can change: the stream sends a row again only when this does"
     return f"{j.status}|{j.attempts}|{j.updated_at}|{j.progress}|{j.note}"
@@ -107,10 +107,20 @@ def raw_row(j):
     raw = _json({k: getattr(j, k, None) for k in ('id', 'queue', 'status', 'data', 'result', 'error')})
     return Tr(Td(getattr(j, 'id', '?')), Td(Code(_short(raw, 2000)), colspan=8, cls='what raw'), id=f"job-{getattr(j, 'id', 'x')}", data_sig='raw')
 
+_rows,_rows_lock = {},threading.Lock()  # rendered rows by what they show: a page of unchanged rows costs dict lookups, not rendering
+
 def row(j, root='', describe=describe)->str:
-    "Job `j`'s row as HTML, or its raw row if rendering fails"
-    try: return to_xml(job_row(j, root, describe))
+    "Job `j`'s row as HTML (from the cache if it is unchanged), or its raw row if rendering fails"
+    try: k = (j.id, sig(j), root, describe)
+    except Exception: k = None
+    if k is not None and (r := _rows.get(k)) is not None: return r
+    try: r = to_xml(job_row(j, root, describe))
     except Exception: return to_xml(raw_row(j))
+    if k is not None:
+        with _rows_lock:
+            if len(_rows) > 5000: _rows.clear()
+            _rows[k] = r
+    return r
 
 # %% ../nbs/06c_dashboard.ipynb #abbcabaa
 def qs_url(root, **kw)->str:
@@ -127,18 +137,24 @@ def counts_view(counts:dict, root='', err=None):
     return Div(Table(Thead(Tr(Th('queue'), *[Th(A(s, href=qs_url(root, status=s))) for s in statuses])), Tbody(*rows)),
                P(err, cls='error') if err else '', id='counts')
 
-# %% ../nbs/06c_dashboard.ipynb #6149ca68
+# %% ../nbs/06c_dashboard.ipynb #f588192c
 class Watcher:
     "One thread per dashboard: bumps `version` when the database may have changed (`Store.change_token`; every `tick` s for a store without one), keeps `counts`"
     def __init__(self, url, every:float=0.2, tick:float=1.0, idle:float=30):
         store_attr(); self.version,self.counts,self.counts_v,self.err,self.seen,self.thread,self.lock = 0,{},0,None,0.,None,threading.Lock()
+        self.run,self.counts_run = 0,-1
     def touch(self):
         "A stream is listening: start the thread if it isn't running"
         self.seen = time.monotonic()
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, daemon=True, name='cdemo-dashboard-watcher'); self.thread.start()
-    def _run(self):
+                self.run += 1
+                self.thread = threading.Thread(target=self._run, args=(self.run,), daemon=True, name='cdemo-dashboard-watcher'); self.thread.start()
+    def page_counts(self, store)->dict:
+        "Counts for drawing a page: the running watcher's (recounted whenever anything changed), else counted now with `store`"
+        self.touch()
+        return self.counts if self.counts_run == self.run and self.thread.is_alive() else store.counts()
+    def _run(self, run):
         q,last,stale,next_counts = None,object(),True,0.
         try:
             while time.monotonic() - self.seen < self.idle:
@@ -148,7 +164,7 @@ class Watcher:
                     if v is None or v != last: last,stale = v,True; self.version += 1
                     if stale and (now := time.monotonic()) >= next_counts:
                         t = time.perf_counter(); self.counts,self.err = q.counts(),None; cost = time.perf_counter() - t
-                        stale,next_counts = False,now + max(1., 5*cost); self.counts_v += 1
+                        stale,next_counts,self.counts_run = False,now + max(1., 5*cost),run; self.counts_v += 1
                 except StoreUnavailable as e: self.err = str(e); self.counts_v += 1; time.sleep(1)
                 time.sleep(self.every if last is not None else self.tick)
         finally:
@@ -378,7 +394,7 @@ def dashboard(url, # the queue database: a SQLite path or a `postgresql://` URL
     _routes(app, stores, watcher, title, describe, limit, extra, tnames)
     return app
 
-# %% ../nbs/06c_dashboard.ipynb #418190a4
+# %% ../nbs/06c_dashboard.ipynb #94ac89aa
 def _filters_of(req)->dict:
     f = {k: req.query_params.get(k) or None for k in (*_filters, 'order', 'before', 'after')}
     if f['status'] and f['status'] not in statuses: raise ValueError(f"Unknown status {f['status'][:30]!r}: choose one of {', '.join(statuses)}")
@@ -398,7 +414,7 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         r = _root(req)
         try: f = _filters_of(req)
         except ValueError as e: return HTMLResponse(to_xml(P(str(e), cls='error')), status_code=400)
-        since,counts = time.time(),stores().counts()
+        since,counts = time.time(),watcher.page_counts(stores())
         js = find_page(stores(), f, n)
         live = not (f['before'] or f['after'])
         sq = urlencode({**{k: v for k,v in f.items() if v}, 'since': since})
