@@ -137,7 +137,7 @@ def counts_view(counts:dict, root='', err=None):
     return Div(Table(Thead(Tr(Th('queue'), *[Th(A(s, href=qs_url(root, status=s))) for s in statuses])), Tbody(*rows)),
                P(err, cls='error') if err else '', id='counts')
 
-# %% ../nbs/06c_dashboard.ipynb #f588192c
+# %% ../nbs/06c_dashboard.ipynb #c43f22fa
 class Watcher:
     "One thread per dashboard: bumps `version` when the database may have changed (`Store.change_token`; every `tick` s for a store without one), keeps `counts`"
     def __init__(self, url, every:float=0.2, tick:float=1.0, idle:float=30):
@@ -150,6 +150,10 @@ class Watcher:
             if self.thread is None or not self.thread.is_alive():
                 self.run += 1
                 self.thread = threading.Thread(target=self._run, args=(self.run,), daemon=True, name='cdemo-dashboard-watcher'); self.thread.start()
+    def stop(self):
+        "Let the thread end now (the next stream or page starts it again)"
+        self.seen = 0.
+        if self.thread is not None: self.thread.join(5)
     def page_counts(self, store)->dict:
         "Counts for drawing a page: the running watcher's (recounted whenever anything changed), else counted now with `store`"
         self.touch()
@@ -165,7 +169,7 @@ class Watcher:
                     if stale and (now := time.monotonic()) >= next_counts:
                         t = time.perf_counter(); self.counts,self.err = q.counts(),None; cost = time.perf_counter() - t
                         stale,next_counts,self.counts_run = False,now + max(1., 5*cost),run; self.counts_v += 1
-                except StoreUnavailable as e: self.err = str(e); self.counts_v += 1; time.sleep(1)
+                except Exception as e: self.err = ' '.join(f'{e}'.split())[:300] or type(e).__name__; self.counts_v += 1; time.sleep(1)  # the database away: say so, try again
                 time.sleep(self.every if last is not None else self.tick)
         finally:
             if q is not None: q.close()
@@ -493,7 +497,7 @@ def _retry_dead(stores, f):
         before = js[-1].id
     return said(f"Retried {done:,} dead job{'s'[:done!=1]}." + (f" {len(skipped)} skipped: {skipped[0]}" if skipped else ''), error=bool(skipped) and not done)
 
-# %% ../nbs/06c_dashboard.ipynb #d0f5a546
+# %% ../nbs/06c_dashboard.ipynb #8f18031e
 def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgresql://` URL
                 llm:str=None, base_url:str=None, model:str=None, # the LLM, as for `app.make_app`
                 concurrency:int=50, # most LLM calls in flight
@@ -519,7 +523,7 @@ def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgres
         for fm in fs: fm.attrs.update({'hx-post': r + fm.attrs['hx-post'], **{k.replace('_', '-'): v for k,v in to_msg.items()}})
         return Div(*fs, cls='demo')
     class _Closer:  # the lifespan closes the dashboard's stores at shutdown
-        def close(self): app.state.stores.close()
+        def close(self): app.state.watcher.stop(); app.state.stores.close()
     app = dashboard(db, title='Job console', describe=desc, extra=forms,
                     lifespan=_lifespan(db, cfg, concurrency, cpu_workers, workers, poll, stop_timeout, _Closer()), **kwargs)
     stores = app.state.stores
