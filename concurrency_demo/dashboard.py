@@ -6,9 +6,9 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/dashboard.html.md"""
 
 # %% auto #0
 __all__ = ['finished', 'stream_life', 'loopback', 'static_dir', 'htmx_config', 'Stores', 'task_name', 'describe', 'dur', 'when',
-           'sig', 'outcome', 'actions', 'status_cell', 'job_row', 'raw_row', 'row', 'qs_url', 'counts_view', 'Watcher',
-           'page_query', 'find_page', 'changes', 'job_detail', 'Guard', 'JobMetrics', 'problem', 'said', 'shell',
-           'dashboard', 'console_app']
+           'sig', 'outcome', 'actions', 'status_cell', 'job_row', 'raw_row', 'row', 'qs_url', 'busy', 'workers_view',
+           'counts_view', 'Watcher', 'page_query', 'find_page', 'changes', 'job_detail', 'Guard', 'JobMetrics',
+           'problem', 'said', 'shell', 'dashboard', 'console_app']
 
 # %% ../nbs/06c_dashboard.ipynb #59f73dab
 import asyncio, base64, binascii, json, os, re, secrets, threading, time
@@ -122,27 +122,39 @@ def row(j, root='', describe=describe)->str:
             _rows[k] = r
     return r
 
-# %% ../nbs/06c_dashboard.ipynb #abbcabaa
+# %% ../nbs/06c_dashboard.ipynb #59843876
 def qs_url(root, **kw)->str:
     "The dashboard's main page at `root` with the filters `kw` (empty ones left out)"
     kw = {k: v for k,v in kw.items() if v not in (None, '', False)}
     return f"{root}/" + (f"?{urlencode(kw)}" if kw else '')
 
-def counts_view(counts:dict, root='', err=None):
-    "Jobs per queue and status, each a link to that filter"
+def busy(running)->dict:
+    "Running jobs by worker: `{worker: {queue: n}}`"
+    res = {}
+    for j in running: q = res.setdefault(j.worker or '?', {}); q[j.queue] = q.get(j.queue, 0) + 1
+    return res
+
+def workers_view(workers:dict, root=''):
+    "Which workers are running jobs now, and how many of which queue"
+    if not workers: return ''
+    return P('Running now: ', *[x for w,qs in sorted(workers.items()) for x in (Span(w, cls='worker'), ' (' + ', '.join(f'{n} {q}' for q,n in sorted(qs.items())) + ') ')],
+             cls='workers')
+
+def counts_view(counts:dict, root='', err=None, workers=None):
+    "Jobs per queue and status, each a link to that filter; and the workers running jobs now"
     tot = {s: sum(c.get(s, 0) for c in counts.values()) for s in statuses}
     def cell(n, **f): return Td(A(f'{n:,}', href=qs_url(root, **f)) if n else '0', cls=f"status {f.get('status', '')}")
     rows = [Tr(Th(A(name, href=qs_url(root, queue=name))), *[cell(c.get(s, 0), queue=name, status=s) for s in statuses]) for name,c in sorted(counts.items())]
     if len(counts) != 1: rows.append(Tr(Th(A('all', href=qs_url(root))), *[cell(tot[s], status=s) for s in statuses], cls='total'))
     return Div(Table(Thead(Tr(Th('queue'), *[Th(A(s, href=qs_url(root, status=s))) for s in statuses])), Tbody(*rows)),
-               P(err, cls='error') if err else '', id='counts')
+               workers_view(workers or {}, root), P(err, cls='error') if err else '', id='counts')
 
-# %% ../nbs/06c_dashboard.ipynb #c43f22fa
+# %% ../nbs/06c_dashboard.ipynb #13c4ef98
 class Watcher:
     "One thread per dashboard: bumps `version` when the database may have changed (`Store.change_token`; every `tick` s for a store without one), keeps `counts`"
     def __init__(self, url, every:float=0.2, tick:float=1.0, idle:float=30):
         store_attr(); self.version,self.counts,self.counts_v,self.err,self.seen,self.thread,self.lock = 0,{},0,None,0.,None,threading.Lock()
-        self.run,self.counts_run = 0,-1
+        self.run,self.counts_run,self.workers = 0,-1,{}
     def touch(self):
         "A stream is listening: start the thread if it isn't running"
         self.seen = time.monotonic()
@@ -154,10 +166,11 @@ class Watcher:
         "Let the thread end now (the next stream or page starts it again)"
         self.seen = 0.
         if self.thread is not None: self.thread.join(5)
-    def page_counts(self, store)->dict:
-        "Counts for drawing a page: the running watcher's (recounted whenever anything changed), else counted now with `store`"
+    def page_counts(self, store):
+        "Counts and busy workers for drawing a page: the running watcher's (recounted whenever anything changed), else counted now with `store`"
         self.touch()
-        return self.counts if self.counts_run == self.run and self.thread.is_alive() else store.counts()
+        if self.counts_run == self.run and self.thread.is_alive(): return self.counts,self.workers
+        return store.counts(),{}
     def _run(self, run):
         q,last,stale,next_counts = None,object(),True,0.
         try:
@@ -167,7 +180,9 @@ class Watcher:
                     v = q.change_token()
                     if v is None or v != last: last,stale = v,True; self.version += 1
                     if stale and (now := time.monotonic()) >= next_counts:
-                        t = time.perf_counter(); self.counts,self.err = q.counts(),None; cost = time.perf_counter() - t
+                        t = time.perf_counter(); self.counts,self.err = q.counts(),None
+                        self.workers = busy(q.find(status='running', n=1000)) if any(c.get('running') for c in self.counts.values()) else {}
+                        cost = time.perf_counter() - t
                         stale,next_counts,self.counts_run = False,now + max(1., 5*cost),run; self.counts_v += 1
                 except Exception as e: self.err = ' '.join(f'{e}'.split())[:300] or type(e).__name__; self.counts_v += 1; time.sleep(1)  # the database away: say so, try again
                 time.sleep(self.every if last is not None else self.tick)
@@ -209,7 +224,7 @@ def changes(store, f:dict, n:int, sent:dict, since:float=None)->list:
         if not (first and since is not None and j.updated_at <= since): out.append(j)
     return out
 
-# %% ../nbs/06c_dashboard.ipynb #d077816d
+# %% ../nbs/06c_dashboard.ipynb #0b3c0630
 stream_life = 15.  # seconds a stream lasts: the browser opens the next by itself (EventSource), so a server can shut down and a lost client is let go
 
 async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
@@ -219,7 +234,7 @@ async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
         watcher.touch()
         if watcher.counts_v != cv and watcher.counts_v:  # 0: not counted yet
             cv = watcher.counts_v
-            yield sse_message(counts_view(watcher.counts, root, watcher.err), event='counts')
+            yield sse_message(counts_view(watcher.counts, root, watcher.err, watcher.workers), event='counts')
         if watcher.version != v:
             v = watcher.version
             try:
@@ -398,7 +413,7 @@ def dashboard(url, # the queue database: a SQLite path or a `postgresql://` URL
     _routes(app, stores, watcher, title, describe, limit, extra, tnames)
     return app
 
-# %% ../nbs/06c_dashboard.ipynb #94ac89aa
+# %% ../nbs/06c_dashboard.ipynb #11dda728
 def _filters_of(req)->dict:
     f = {k: req.query_params.get(k) or None for k in (*_filters, 'order', 'before', 'after')}
     if f['status'] and f['status'] not in statuses: raise ValueError(f"Unknown status {f['status'][:30]!r}: choose one of {', '.join(statuses)}")
@@ -418,13 +433,13 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         r = _root(req)
         try: f = _filters_of(req)
         except ValueError as e: return HTMLResponse(to_xml(P(str(e), cls='error')), status_code=400)
-        since,counts = time.time(),watcher.page_counts(stores())
+        since,(counts,workers) = time.time(),watcher.page_counts(stores())
         js = find_page(stores(), f, n)
         live = not (f['before'] or f['after'])
         sq = urlencode({**{k: v for k,v in f.items() if v}, 'since': since})
         top = extra(req) if callable(extra) else extra or ()
         return shell(req, title, Main(Header(H1(A(title, href=f'{r}/'))), Div(id='msg', role='status', aria_live='polite'), *tuplify(top),
-            counts_view(counts, r), _filters_form(f, counts, tnames, r),
+            counts_view(counts, r, workers=workers), _filters_form(f, counts, tnames, r),
             Div(Table(Thead(Tr(*[Th(h, cls=c) for h,c in (('id', ''), ('queue', 'wide'), ('job', ''), ('status', ''), ('attempts', 'wide'),
                                                            ('created', 'wide'), ('took', 'wide'), ('result or error', ''), ('', ''))])),
                       Tbody(*[NotStr(row(j, r, desc)) for j in js], id='jobs', data_live='1' if live else '0', data_limit=str(n),

@@ -76,3 +76,17 @@ def test_job_page_stream(served):
     jobs = [d for _,e,d in ev.got if e == 'job']
     assert len(jobs) == 1 and 'status cancelled' in jobs[0] and 'id="job-detail"' in jobs[0]
     ev.close(); q.close()
+
+def test_busy_workers_shown(served):
+    "The counts say which workers run jobs now"
+    url,db = served
+    q = open_queue(db, name='s', worker='worker-on-host-a')
+    q.enqueue_many(['a', 'b'])
+    ev = Events(f'{url}/stream?since={time.time()}')
+    time.sleep(0.3)
+    q.dequeue(); q.dequeue()
+    end = time.monotonic() + 5
+    last = lambda: ([d for _,e,d in ev.got if e == 'counts'] or [''])[-1]
+    while 'worker-on-host-a' not in last() and time.monotonic() < end: time.sleep(0.05)
+    assert 'Running now:' in last() and 'worker-on-host-a</span> (2 s)' in last()
+    ev.close(); q.close()
