@@ -201,9 +201,13 @@ def test_filters_search_paging(page, console):
     first = page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))')
     assert len(first) == 50 and first == sorted(first, reverse=True)
     page.click('text=Older →')
+    page.wait_for_url('**before=*')
+    page.wait_for_load_state()
     second = page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))')
     assert len(second) == 50 and max(second) == min(first) - 1
     page.click('text=← Newer')
+    page.wait_for_url('**after=*')
+    page.wait_for_load_state()
     assert page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))') == first
     page.goto(url + '/?queue=bulk&order=oldest')
     oldest = page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))')
