@@ -252,7 +252,7 @@ def test_dark_and_narrow(browser, console, name, kw):
     if 'dark' in name: assert bg != 'rgb(255, 255, 255)', bg
     else: assert pg.evaluate('document.documentElement.scrollWidth') <= 375
     out = ROOT/'artifacts'; out.mkdir(exist_ok=True)
-    pg.screenshot(path=str(out/name), full_page=False)
+    pg.screenshot(path=str(out/name), full_page='375' in name)
     ctx.close()
 
 MOUNTED = """
