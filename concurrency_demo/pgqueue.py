@@ -302,3 +302,10 @@ for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_clai
 
 # %% ../nbs/09_postgres.ipynb #72b84c8a
 PgQueue.find_dialect = dict(p='%({})s', task="(data::jsonb->>'task')")
+
+# %% ../nbs/09_postgres.ipynb #1af0c572
+@patch
+def change_token(self:PgQueue)->str:
+    "The server's current snapshot, as text: it changes when any writing transaction starts or ends, and costs no table read"
+    self._check()
+    return self._all("SELECT pg_current_snapshot()::text", ())[0][0]

@@ -6,7 +6,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/store.html.md"""
 
 # %% auto #0
 __all__ = ['statuses', 'Job', 'LeaseLost', 'Cancelled', 'StoreUnavailable', 'fmt_error', 'FakeClock', 'Store', 'missing_dialect',
-           'open_queue']
+           'open_queue', 'parse_age']
 
 # %% ../nbs/00a_store.ipynb #c61328f4
 import importlib, json, math, os, random, re, socket, threading, time, traceback, uuid
@@ -508,3 +508,16 @@ def finished_since(self:Store, t:float, # a time, in the store's clock
     self._check()
     return [tuple(r) for r in self._all(f"""SELECT queue, status, created_at, updated_at FROM job
   WHERE status IN ('done','dead','cancelled') AND updated_at > {p.format('t')} ORDER BY updated_at LIMIT {n}""", dict(t=t))]
+
+# %% ../nbs/00a_store.ipynb #9a17d763
+@patch
+def change_token(self:Store):
+    "A cheap value that changes when the database may have changed (another connection's commit); `None` if the store has none"
+    return self.data_version()
+
+# %% ../nbs/00a_store.ipynb #28687752
+def parse_age(s)->float:
+    "Seconds from `s`: a number of seconds, or one with a unit (`90s`, `30m`, `12h`, `7d`); a `ValueError` naming the problem"
+    m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*', str(s if s is not None else ''))
+    if not m: raise ValueError(f"An age must be a number of seconds or like 30m, 12h, 7d; got {str(s)[:30]!r}")
+    return float(m[1]) * dict(s=1, m=60, h=3600, d=86400)[m[2] or 's']

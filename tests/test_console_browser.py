@@ -201,9 +201,13 @@ def test_filters_search_paging(page, console):
     first = page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))')
     assert len(first) == 50 and first == sorted(first, reverse=True)
     page.click('text=Older →')
+    page.wait_for_url('**before=*')
+    page.wait_for_load_state()
     second = page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))')
     assert len(second) == 50 and max(second) == min(first) - 1
     page.click('text=← Newer')
+    page.wait_for_url('**after=*')
+    page.wait_for_load_state()
     assert page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))') == first
     page.goto(url + '/?queue=bulk&order=oldest')
     oldest = page.locator('#jobs tr').evaluate_all('rs => rs.map(r => +r.id.slice(4))')
@@ -248,7 +252,7 @@ def test_dark_and_narrow(browser, console, name, kw):
     if 'dark' in name: assert bg != 'rgb(255, 255, 255)', bg
     else: assert pg.evaluate('document.documentElement.scrollWidth') <= 375
     out = ROOT/'artifacts'; out.mkdir(exist_ok=True)
-    pg.screenshot(path=str(out/name), full_page=False)
+    pg.screenshot(path=str(out/name), full_page='375' in name)
     ctx.close()
 
 MOUNTED = """

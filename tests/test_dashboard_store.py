@@ -48,3 +48,26 @@ def test_keyset_pages(jobs):
 def test_bad_args(jobs, kw, msg):
     with pytest.raises(ValueError, match=msg): jobs.find(**kw)
     assert len(jobs.find(n=100)) == 35
+
+def test_change_token(store):
+    "The dashboard's cheap question: the token changes after another connection writes, and not while nobody does"
+    a,b = open_queue(store, name='a'),open_queue(store, name='b')
+    t0 = a.change_token()
+    assert t0 is not None and a.change_token() == t0
+    a.find(); a.counts()  # reading changes nothing
+    assert a.change_token() == t0
+    b.enqueue('news')
+    t1 = a.change_token()
+    assert t1 != t0 and a.change_token() == t1
+    a.close(); b.close()
+
+def test_finished_since(store):
+    q = open_queue(store, name='m')
+    q.enqueue_many(['a', 'b', 'c'])
+    t = q.clock() - 1
+    q.ack(q.dequeue(), 'ok'); q.fail(q.dequeue(), 'no', retry=False)
+    rows = q.finished_since(t)
+    assert [(r[0], r[1]) for r in rows] == [('m', 'done'), ('m', 'dead')] and rows[0][3] <= rows[1][3]
+    assert q.finished_since(rows[-1][3]) == [] and len(q.finished_since(t, n=1)) == 1
+    with pytest.raises(ValueError): q.finished_since(t, n=0)
+    q.close()
