@@ -12,8 +12,8 @@ import asyncio, inspect, logging, re, threading, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fastcore.utils import *
-from .store import open_queue, _num
-from .worker import Workers, Heartbeat, settle, _held, _Outage, _opt, _stops, _current, JobContext
+from .store import open_queue, _num, _on_enqueued
+from .worker import Workers, Heartbeat, _idle, settle, _held, _Outage, _opt, _stops, _current, JobContext
 
 # %% ../nbs/03_async.ipynb #0c2a9828
 logger = logging.getLogger('concurrency_demo.aio')
@@ -139,9 +139,18 @@ def _open(self:AsyncWorkers):
     self.q = open_queue(self.url, worker=self.worker, **self.qkw)
     try: self.hb = Heartbeat(self.url, log=self.log, worker=f'{self.worker}-hb', on_cancel=self._on_cancel, **self.qkw).start()
     except Exception: self.q.close(); raise
+    self.q._listen(); _on_enqueued.append(self._poke)  # a job enqueued here, or elsewhere if the store hears it, wakes the dispatcher
 
 @patch
-def _shut(self:AsyncWorkers): self.hb.stop(timeout=1); self.q.close()
+def _poke(self:AsyncWorkers):
+    "Wake the dispatcher (from any thread): a job may have been enqueued"
+    try: self.loop.call_soon_threadsafe(self.wake.set)
+    except RuntimeError: pass  # the loop has closed
+
+@patch
+def _shut(self:AsyncWorkers):
+    if self._poke in _on_enqueued: _on_enqueued.remove(self._poke)
+    self.hb.stop(timeout=1); self.q.close()
 
 @patch
 def _claim(self:AsyncWorkers, n):
@@ -214,6 +223,7 @@ async def _dispatch(self:AsyncWorkers, until_empty):
         free = max(self.concurrency, 1) - len(self.tasks)  # read each time round: `set_concurrency` may change it
         if free <= 0:
             self.wake.clear(); await self.wake.wait(); continue
+        self.wake.clear()  # set again by a task that ends, or a job enqueued, while this claim runs
         try: jobs = await self._db(self._claim, free)
         except Exception as e:
             if until_empty: raise
@@ -225,9 +235,9 @@ async def _dispatch(self:AsyncWorkers, until_empty):
             else: self.tasks[j.id] = asyncio.create_task(self._run1(j), name=f'job-{j.id}')
         if jobs: continue
         if until_empty and not self.tasks: break
-        if self.tasks: await _wait(self.stopping, self.poll)
+        if self.tasks: await _wait(self.wake, self.poll)  # a task's end, a new job or stop wakes it
         else:
-            try: await self._db(self.q.wait, self.poll)
+            try: await self._db(_idle, self.q, self.poll, self.stopping)
             except Exception as e: await _wait(self.stopping, out.failed(e))
 
 # %% ../nbs/03_async.ipynb #fad691dc

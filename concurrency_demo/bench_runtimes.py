@@ -8,7 +8,8 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/bench_runtimes.html.md
 __all__ = ['sleep_job', 'spin_job', 'time_workers', 'bench_threads', 'bench_table', 'plot_timelines', 'bench_llm', 'llm_table',
            'plot_llm', 'start_cost', 'bench_procs', 'procs_table', 'md_table', 'plot_procs', 'bench_console',
            'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg',
-           'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks']
+           'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks', 'pickup', 'bench_latency',
+           'latency_table', 'plot_latency']
 
 # %% ../nbs/08a_bench_runtimes.ipynb #db6dab43
 import asyncio, dataclasses, importlib, json, math, os, re, shutil, statistics, tempfile, threading, time, uuid
@@ -727,5 +728,128 @@ def plot_tasks(res:dict):
     ax.barh([i-0.2 for i in y], [v['p99_ms'] for v in rs.values()], height=0.4, label='p99')
     ax.set_yticks(list(y), list(rs)); ax.set(xlabel='enqueue → result() of a no-op task, ms'); ax.legend(fontsize=8)
     m = res['machine']; ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/08a_bench_runtimes.ipynb #97e02d04
+def _pickup(data)->float:
+    "The latency job: seconds from its enqueue (`data['t']`, wall clock) to now, when a worker starts it"
+    return time.time() - data['t']
+
+async def _apickup(data)->float: return time.time() - data['t']
+
+def _pool(kind:str, url, poll:float=0.1):
+    "An idle pool of runtime `kind` (`threads`, `async` or `procs`) that runs the pickup job at `url`"
+    from concurrency_demo.threads import ThreadWorkers
+    from concurrency_demo.aio import AsyncWorkers
+    from concurrency_demo.procs import ProcessWorkers
+    if kind == 'threads': return ThreadWorkers(url, _mine('_pickup'), n=2, poll=poll)
+    if kind == 'async': return AsyncWorkers(url, _mine('_apickup'), concurrency=10, poll=poll)
+    return ProcessWorkers(url, _mine('_pickup'), n=2, poll=poll)
+
+def _proc_cpu(pid:int)->float:
+    "CPU seconds used so far by process `pid` and its running children (Linux `/proc`)"
+    tck,tot,pids = os.sysconf('SC_CLK_TCK'),0.,[pid]
+    try: pids += [int(o) for o in Path(f'/proc/{pid}/task/{pid}/children').read_text().split()]
+    except OSError: pass
+    for p in pids:
+        try: f = Path(f'/proc/{p}/stat').read_text().rsplit(')', 1)[1].split()
+        except OSError: continue
+        tot += (int(f[11]) + int(f[12])) / tck
+    return tot
+
+def _host(kind, url, ready, stop):
+    "Another process: run a pool of `kind` at `url` until `stop` is set"
+    with _pool(kind, url):
+        ready.set(); stop.wait()
+
+# %% ../nbs/08a_bench_runtimes.ipynb #7384099d
+def _send(q, n:int, gap:float):
+    "Enqueue `n` pickup jobs `gap` seconds apart, on a fixed schedule (a slow enqueue doesn't shift the rest)"
+    t0 = time.monotonic()
+    for i in range(n):
+        time.sleep(max(0, t0 + i*gap - time.monotonic()))
+        q.enqueue({'t': time.time()})
+
+def _results(q, n:int, timeout:float=60)->list:
+    "The results of the `n` newest jobs of `q`, once all are done"
+    end = time.monotonic() + timeout
+    while q.stats()['done'] < n and time.monotonic() < end: time.sleep(0.01)
+    return [j.result for j in q.recent(n) if j.status == 'done']
+
+def pickup(url, kind:str, across:bool, n:int=500, gap:float=0.01, idle:float=5)->dict:
+    "Pickup latency (enqueue → handler start: p50, p99, max) of `n` no-op jobs `gap` s apart; the pool (of `kind`) here or in another process; and its idle CPU"
+    from concurrency_demo.store import open_queue
+    with open_queue(url) as q, ExitStack() as st:
+        if across:
+            ctx = multiprocessing.get_context('spawn')
+            ready,stop = ctx.Event(),ctx.Event()
+            p = ctx.Process(target=_mine('_host'), args=(kind, str(url), ready, stop), daemon=True); p.start()
+            st.callback(lambda: (stop.set(), p.join(30)))
+            if not ready.wait(60): raise RuntimeError(f"the {kind} pool didn't start")
+            cpu = lambda: _proc_cpu(p.pid)
+        else: st.enter_context(_pool(kind, url)); cpu = time.process_time
+        time.sleep(0.2)
+        c,t = cpu(),time.monotonic(); time.sleep(idle); idle_pct = 100*(cpu()-c)/(time.monotonic()-t)
+        _send(q, n, gap)
+        lat = _results(q, n)
+    if len(lat) < n: raise RuntimeError(f"only {len(lat)} of {n} pickup jobs were done")
+    return dict(_pcts(lat), idle_cpu_pct=round(idle_pct, 2))
+
+# %% ../nbs/08a_bench_runtimes.ipynb #98215aad
+_latency_goals = {'same process': (2, 10), 'across processes': (5, 20), 'round trip, same process': (5, None), 'round trip, across processes': (10, None)}
+
+def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead of 500 and 5 s
+                  url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
+    "Pickup latency and idle CPU of each runtime on each store, in the producer's process and in another; and enqueue → result() round trips"
+    from concurrency_demo.threads import ThreadWorkers
+    from concurrency_demo.procs import ProcessWorkers
+    from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
+    n,idle,trips = (10, 0.3, 10) if quick else (500, 5, 300)
+    pick,trip = {},{}
+    with ExitStack() as st:
+        server = url or os.environ.get('CDEMO_PG_DSN') or st.enter_context(pg_tmp_cluster())
+        tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
+        where = lambda store: nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')
+        for store in ('sqlite', 'postgres'):
+            for kind,across in (('threads', False), ('async', False), ('threads', True), ('async', True), ('procs', True)):
+                with where(store) as loc: pick[f"{store}, {kind}, {'across processes' if across else 'same process'}"] = pickup(loc, kind, across, n, idle=idle)
+            for place in ('same process', 'across processes'):
+                with where(store) as loc:
+                    t = _task_registry(loc)
+                    with (ThreadWorkers(loc, t, n=2) if place == 'same process' else ProcessWorkers(loc, t, n=2)):
+                        _round_trips(t, 5)  # warm: connections, the waiter thread
+                        trip[f'{store}, {place}'] = _pcts(_round_trips(t, trips))
+        return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick, round_trip=trip, goals=_latency_goals)
+
+# %% ../nbs/08a_bench_runtimes.ipynb #25be21ef
+def _goal(k:str)->tuple:
+    "The (p50, p99) goals in ms of a pickup or round-trip case named `k`"
+    return _latency_goals[next(g for g in _latency_goals if k.endswith(g))]
+
+def latency_table(res:dict)->str:
+    "A `bench_latency` result as markdown: each case's p50, p99 and idle CPU next to its goal"
+    ok = lambda v, g: '' if g is None else ' ✓' if v <= g else ' ✗'
+    rows = [f"| pickup: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal(k)[0])} | {v['p99_ms']}{ok(v['p99_ms'], _goal(k)[1])} | {v['idle_cpu_pct']}{ok(v['idle_cpu_pct'], 1)} |"
+            for k,v in res['pickup'].items()]
+    rows += [f"| round trip: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal('round trip, '+k.split(', ')[1])[0])} | {v['p99_ms']} | |" for k,v in res['round_trip'].items()]
+    return '\n'.join(['| case | p50 ms | p99 ms | idle CPU % of a core |', '|---|---:|---:|---:|', *rows])
+
+# %% ../nbs/08a_bench_runtimes.ipynb #99861a24
+def plot_latency(res:dict):
+    "Pickup p50 and p99 per runtime, store and place, with the goals; and the round trips"
+    import matplotlib.pyplot as plt
+    ks,rt = list(res['pickup']),list(res['round_trip'])
+    fig,(a,b) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw=dict(width_ratios=[3, 2]))
+    for ax,rows,name in ((a, [(k, res['pickup'][k]) for k in ks], 'enqueue → handler start'), (b, [(k, res['round_trip'][k]) for k in rt], 'enqueue → result()')):
+        y = range(len(rows))
+        ax.barh([i-0.2 for i in y], [v['p50_ms'] for _,v in rows], height=0.4, label='p50')
+        ax.barh([i+0.2 for i in y], [v['p99_ms'] for _,v in rows], height=0.4, label='p99')
+        ax.set_yticks(list(y), [k for k,_ in rows], fontsize=8); ax.invert_yaxis()
+        ax.set(xlabel=f'{name}, ms', xscale='log'); ax.legend(fontsize=8)
+    for g,c in ((2, 'C0'), (10, 'C1')): a.axvline(g, color=c, ls=':', lw=1)
+    a.set_title(f"pickup of {res['jobs']} no-op jobs {res['gap_ms']} ms apart (dotted: same-process goals)", fontsize=9)
+    b.set_title(f"{res['round_trips']} round trips of a no-op task", fontsize=9)
+    m = res['machine']; fig.suptitle(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
     fig.tight_layout()
     return fig

@@ -207,6 +207,8 @@ PgQueue.sql.update(
     progress=f"UPDATE job SET progress=%(progress)s, note=%(note)s, updated_at=%(now)s WHERE {_holds}",
     finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status IN ('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status='cancelled'",
+    next_due="""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=%(queue)s AND status='queued'
+  UNION ALL SELECT min(lease_until) FROM job WHERE status='running') AS o""",
     status="SELECT status, queue, key FROM job WHERE id=%s FOR UPDATE",
     cancel="""WITH u AS (UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=%(now)s
   WHERE id=%(id)s RETURNING id) SELECT pg_notify('cdemo_done', id::text) FROM u""",

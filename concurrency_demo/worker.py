@@ -201,6 +201,16 @@ def _run(self:Heartbeat):
     finally: q.close()
 
 # %% ../nbs/01a_worker.ipynb #2e6d655d
+def _idle(q, # the worker's `Queue`, whose `dequeue` just came back empty
+         poll:float, # seconds between looks at `stopping`
+         stopping, # a `threading.Event`, or anything with `is_set`
+         cap:float=1): # seconds to wait at most, in case a wake-up was missed
+    "An idle worker's wait: until a job is enqueued (the store hears of it), a delayed job or an ended lease is due, `cap` seconds pass, or stop"
+    end = time.monotonic() + q._due_in(max(cap, poll))
+    while not stopping.is_set():
+        left = end - time.monotonic()
+        if left <= 0 or q.wait(min(poll, left)): return
+
 def work(q, # this worker's own `Queue`; its `worker` id names the worker in the log
          handler, # `handler(data) -> result`
          stopping, # a `threading.Event`, or anything with `is_set` and `wait`: set it to stop claiming
@@ -217,7 +227,7 @@ def work(q, # this worker's own `Queue`; its `worker` id names the worker in the
     while not stopping.is_set():
         try:
             job = q.dequeue()
-            if job is None and not until_empty: q.wait(poll)
+            if job is None and not until_empty: _idle(q, poll, stopping)
         except Exception as e:
             if until_empty: raise
             stopping.wait(out.failed(e)); continue
