@@ -9,7 +9,7 @@ __all__ = ['sleep_job', 'spin_job', 'time_workers', 'bench_threads', 'bench_tabl
            'plot_llm', 'start_cost', 'bench_procs', 'procs_table', 'md_table', 'plot_procs', 'bench_console',
            'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg',
            'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks', 'pickup', 'bench_latency',
-           'latency_table', 'plot_latency']
+           'latency_table', 'plot_latency', 'drain_pool', 'bench_throughput', 'throughput_table', 'plot_throughput']
 
 # %% ../nbs/08a_bench_runtimes.ipynb #db6dab43
 import asyncio, dataclasses, importlib, json, math, os, re, shutil, statistics, tempfile, threading, time, uuid
@@ -851,5 +851,59 @@ def plot_latency(res:dict):
     a.set_title(f"pickup of {res['jobs']} no-op jobs {res['gap_ms']} ms apart (dotted: same-process goals)", fontsize=9)
     b.set_title(f"{res['round_trips']} round trips of a no-op task", fontsize=9)
     m = res['machine']; fig.suptitle(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/08a_bench_runtimes.ipynb #ca57e439
+def _noop1(data): return None
+async def _anoop1(data): return None
+
+def drain_pool(url, kind:str, n:int)->dict:
+    "Queue `n` no-op jobs at `url`, then drain them with a pool of `kind` (`threads`, `threads, batch=1` or `async`): seconds, jobs/s, cores used"
+    from concurrency_demo.store import open_queue
+    from concurrency_demo.threads import ThreadWorkers
+    from concurrency_demo.aio import AsyncWorkers
+    with open_queue(url) as q:
+        for i in range(0, n, 10_000): q.enqueue_many([None]*min(10_000, n-i))
+    w = AsyncWorkers(url, _anoop1, concurrency=50) if kind == 'async' else ThreadWorkers(url, _noop1, n=2, batch=1 if 'batch=1' in kind else 32)
+    t,c = time.perf_counter(),time.process_time()
+    with w:
+        while w.stats()['processed'] < n and time.perf_counter() - t < 600: time.sleep(0.005)
+        secs = time.perf_counter() - t
+    if (got := w.stats()['processed']) < n: raise RuntimeError(f"{kind} drained {got} of {n} jobs")
+    return dict(secs=round(secs, 2), rate=round(n/secs), cores=round((time.process_time()-c)/secs, 2))
+
+_throughput_goals = dict(sqlite=25_000, postgres=10_000)
+
+def bench_throughput(quick:bool=False, # 2,000 jobs instead of 100,000
+                     url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
+    "Drain rate of 100,000 queued no-op jobs through `ThreadWorkers` and `AsyncWorkers` on SQLite and PostgreSQL"
+    from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
+    n,res = (2_000 if quick else 100_000),{}
+    with ExitStack() as st:
+        server = url or os.environ.get('CDEMO_PG_DSN') or st.enter_context(pg_tmp_cluster())
+        tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
+        for store in ('sqlite', 'postgres'):
+            for kind in ('threads', 'async', 'threads, batch=1'):
+                with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
+                    res[f'{store}, {kind}'] = drain_pool(loc, kind, n)
+        return dict(machine=machine(server), quick=quick, jobs=n, drains=res, goals=_throughput_goals)
+
+# %% ../nbs/08a_bench_runtimes.ipynb #744573ad
+def throughput_table(res:dict)->str:
+    "A `bench_throughput` result as markdown: jobs/s per pool and store, next to the goal"
+    rows = [f"| {k} | {v['rate']:,} | {v['secs']} | {v['cores']} | ≥ {res['goals'][k.split(',')[0]]:,} |" for k,v in res['drains'].items()]
+    return '\n'.join([f"| {res['jobs']:,} no-op jobs, drained by | jobs/s | s | cores | goal |", '|---|---:|---:|---:|---:|', *rows])
+
+def plot_throughput(res:dict):
+    "Jobs/s of each drain in a `bench_throughput` result, with the goals"
+    import matplotlib.pyplot as plt
+    ks = list(res['drains'])
+    fig,ax = plt.subplots(figsize=(7, 3))
+    bars = ax.barh(ks, [res['drains'][k]['rate'] for k in ks], color=['C0' if k.startswith('sqlite') else 'C1' for k in ks])
+    ax.bar_label(bars, [f"{res['drains'][k]['rate']:,}" for k in ks], fontsize=8)
+    for s,g in res['goals'].items(): ax.axvline(g, color='C0' if s == 'sqlite' else 'C1', ls=':', lw=1)
+    ax.invert_yaxis(); ax.set(xlabel=f"jobs/s draining {res['jobs']:,} queued no-op jobs (dotted: goals)")
+    m = res['machine']; ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
     fig.tight_layout()
     return fig

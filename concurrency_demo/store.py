@@ -298,6 +298,19 @@ def ack_many(self:Store, jobs, results=None):
     for j,r in zip(jobs,results): j.status,j.result = 'done',r
     _settled([j.id for j in jobs])
 
+@patch
+def ack_each(self:Store, jobs, results=None)->list:
+    "Acknowledge many jobs in one transaction, each fenced on its own: one no longer held is left as it is; return each job's error (`None`: acked)"
+    jobs,results,rs = self._results(jobs, results)
+    now,errs = self.clock(),[]
+    self._check()
+    with self._tx():
+        for j,r in zip(jobs, rs): errs.append(None if self._run(self.sql['ack'], dict(result=r, now=now, id=j.id, token=j.token)) == 1 else self._why(j.id))
+    for j,r,e in zip(jobs, results, errs):
+        if e is None: j.status,j.result = 'done',r
+    _settled([j.id for j,e in zip(jobs, errs) if e is None])
+    return errs
+
 # %% ../nbs/00a_store.ipynb #f1a4718f
 @patch
 def retry_delay(self:Store, attempts:int)->float:
