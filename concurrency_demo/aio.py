@@ -189,11 +189,6 @@ def _stopped(e:BaseException)->bool:
     return isinstance(e, _stops())
 
 @patch
-def _storable(self:AsyncWorkers, res)->bool:
-    try: self.q._encode(res, 'Job result'); return True
-    except (TypeError, ValueError, RecursionError): return False  # `settle` fails the job with why
-
-@patch
 async def _ack_later(self:AsyncWorkers, job, res)->bool:
     "Ack `job` with the others that finish in this turn of the loop: one transaction on the database thread, each job fenced on its own"
     fut = self.loop.create_future()
@@ -212,9 +207,12 @@ async def _flush_acks(self:AsyncWorkers):
 @patch
 def _ack_batch(self:AsyncWorkers, pairs)->list:
     "On the database thread: ack the held jobs of `pairs` in one transaction (`ack_each`); `True` for each acked"
-    mine = [(j, r) for j,r in pairs if self.held.pop(j.id, None) is not None]  # not held: cancelled meanwhile
-    for j,_ in mine: self.hb.discard(j)
-    oks = {}
+    mine,oks = [],{}
+    for j,r in pairs:
+        if self.held.get(j.id) is None: continue  # not held: cancelled meanwhile
+        try: self.q._encode(r, 'Job result'); mine.append((j, r))
+        except (TypeError, ValueError, RecursionError): oks[j.id] = self._settle(j, r, None)  # it can't be stored: `settle` fails the job with why
+    for j,_ in mine: self.held.pop(j.id, None); self.hb.discard(j)
     try:
         for (j,_),e in zip(mine, self.q.ack_each([j for j,_ in mine], [r for _,r in mine])):
             if isinstance(e, Cancelled) or j.status == 'cancelled': self.log.info("Job %s was cancelled while it ran: its outcome is dropped", j.id)
@@ -236,7 +234,7 @@ async def _run1(self:AsyncWorkers, job):
                 if asyncio.current_task().uncancel() == 0: await self._db(self._drop, job); return  # ours was the only cancel: no stop
             if _stopped(e): await self._db(self._giveback, [job]); raise
             err = e
-        try: ok = await (self._ack_later(job, res) if err is None and self._storable(res) else self._db(self._settle, job, res, err))
+        try: ok = await (self._ack_later(job, res) if err is None else self._db(self._settle, job, res, err))
         except Exception as e:  # the database failed us (it is away, or stayed locked): the lease brings the job back
             ok = False
             self.log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", self.worker, job.id,

@@ -231,6 +231,14 @@ def _ack_many(self:PgQueue, jobs, results, now):
         done = {r[0] for r in self.conn.execute(self.sql['ack_many'], p)}
         if missing := [j for j in jobs if j.id not in done]: raise self._why(missing[0].id)
 
+@patch
+def _ack_each(self:PgQueue, jobs, results, now)->list:
+    "`ack_each` in one statement (`ack_many`'s), in a transaction: those it didn't change are each asked why"
+    with self.conn.transaction():
+        p = dict(ids=[j.id for j in jobs], tokens=[j.token for j in jobs], results=results, now=now)
+        done = {r[0] for r in self.conn.execute(self.sql['ack_many'], p)}
+        return [None if j.id in done else self._why(j.id) for j in jobs]
+
 # %% ../nbs/09_postgres.ipynb #269c2a4c
 @patch
 def _heard(self:PgQueue, n)->bool:
@@ -300,4 +308,4 @@ def _guarded(f):
         except _conn_errors as e: self._lost(e)
     return _f
 
-for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many'): setattr(PgQueue, _n, _guarded(getattr(PgQueue, _n)))
+for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many', '_ack_each'): setattr(PgQueue, _n, _guarded(getattr(PgQueue, _n)))

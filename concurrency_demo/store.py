@@ -27,11 +27,11 @@ class Job:
 
 _cols = ', '.join(f.name for f in fields(Job))
 def _job(row):
-    "A `Job` from a row of `_cols`"
-    d = dict(zip(_cols.split(', '), row))
-    d['data'] = json.loads(d['data'])
-    if d['result'] is not None: d['result'] = json.loads(d['result'])
-    return Job(**d)
+    "A `Job` from a row of `_cols` (in `Job`'s field order)"
+    j = Job(*row)
+    j.data = json.loads(j.data)
+    if j.result is not None: j.result = json.loads(j.result)
+    return j
 
 # %% ../nbs/00a_store.ipynb #a291b7c4
 class LeaseLost(Exception):
@@ -299,13 +299,18 @@ def ack_many(self:Store, jobs, results=None):
     _settled([j.id for j in jobs])
 
 @patch
+def _ack_each(self:Store, jobs, results, now)->list:
+    "One `ack` statement per job, in one transaction; the error of each job not held (`None`: acked). A store may do it in one statement"
+    with self._tx(): return [None if self._run(self.sql['ack'], dict(result=r, now=now, id=j.id, token=j.token)) == 1 else self._why(j.id)
+                             for j,r in zip(jobs, results)]
+
+@patch
 def ack_each(self:Store, jobs, results=None)->list:
     "Acknowledge many jobs in one transaction, each fenced on its own: one no longer held is left as it is; return each job's error (`None`: acked)"
     jobs,results,rs = self._results(jobs, results)
-    now,errs = self.clock(),[]
+    now = self.clock()
     self._check()
-    with self._tx():
-        for j,r in zip(jobs, rs): errs.append(None if self._run(self.sql['ack'], dict(result=r, now=now, id=j.id, token=j.token)) == 1 else self._why(j.id))
+    errs = self._ack_each(jobs, rs, now)
     for j,r,e in zip(jobs, results, errs):
         if e is None: j.status,j.result = 'done',r
     _settled([j.id for j,e in zip(jobs, errs) if e is None])
