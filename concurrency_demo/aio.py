@@ -12,8 +12,8 @@ import asyncio, inspect, logging, re, threading, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fastcore.utils import *
-from .store import open_queue, _num
-from .worker import Workers, Heartbeat, settle, _held, _Outage, _opt, _stops, _current, JobContext
+from .store import open_queue, Cancelled, _num, _on_enqueued
+from .worker import Workers, Heartbeat, _idle, settle, _held, _Outage, _opt, _stops, _current, JobContext
 
 # %% ../nbs/03_async.ipynb #0c2a9828
 logger = logging.getLogger('concurrency_demo.aio')
@@ -113,7 +113,7 @@ class AsyncWorkers(Workers):
         _num('concurrency', concurrency, integer=True)
         super().__init__(url, ahandler, 1, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
         self.ahandler,self.arun,self.concurrency,self.processed = ahandler,arun,concurrency,0
-        self.tasks,self.held,self.cancels = {},{},set()  # job id -> its task (touched on the loop); job id -> Job claimed and not yet settled (on the db thread)
+        self.tasks,self.held,self.cancels,self.acks = {},{},set(),[]  # job id -> its task (touched on the loop); job id -> Job claimed and not yet settled (on the db thread)
         self.loop = self.thread = self.closing = None
 
     def __repr__(self): return f"AsyncWorkers({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, {getattr(self.ahandler, '__name__', type(self.ahandler).__name__)}, concurrency={self.concurrency}, queue={self.queue!r})"
@@ -139,9 +139,18 @@ def _open(self:AsyncWorkers):
     self.q = open_queue(self.url, worker=self.worker, **self.qkw)
     try: self.hb = Heartbeat(self.url, log=self.log, worker=f'{self.worker}-hb', on_cancel=self._on_cancel, **self.qkw).start()
     except Exception: self.q.close(); raise
+    self.q._listen(); _on_enqueued.append(self._poke)  # a job enqueued here, or elsewhere if the store hears it, wakes the dispatcher
 
 @patch
-def _shut(self:AsyncWorkers): self.hb.stop(timeout=1); self.q.close()
+def _poke(self:AsyncWorkers):
+    "Wake the dispatcher (from any thread): a job may have been enqueued"
+    try: self.loop.call_soon_threadsafe(self.wake.set)
+    except RuntimeError: pass  # the loop has closed
+
+@patch
+def _shut(self:AsyncWorkers):
+    if self._poke in _on_enqueued: _on_enqueued.remove(self._poke)
+    self.hb.stop(timeout=1); self.q.close()
 
 @patch
 def _claim(self:AsyncWorkers, n):
@@ -180,6 +189,40 @@ def _stopped(e:BaseException)->bool:
     return isinstance(e, _stops())
 
 @patch
+async def _ack_later(self:AsyncWorkers, job, res)->bool:
+    "Ack `job` with the others that finish in this turn of the loop: one transaction on the database thread, each job fenced on its own"
+    fut = self.loop.create_future()
+    self.acks.append((job, res, fut))
+    if len(self.acks) == 1: asyncio.ensure_future(self._flush_acks())
+    return await fut
+
+@patch
+async def _flush_acks(self:AsyncWorkers):
+    pairs,self.acks = self.acks,[]
+    try: oks = await self._db(self._ack_batch, [(j, r) for j,r,_ in pairs])
+    except Exception as e: oks = [e]*len(pairs)
+    for (_,_,f),ok in zip(pairs, oks):
+        if not f.done(): f.set_exception(ok) if isinstance(ok, Exception) else f.set_result(ok)
+
+@patch
+def _ack_batch(self:AsyncWorkers, pairs)->list:
+    "On the database thread: ack the held jobs of `pairs` in one transaction (`ack_each`); `True` for each acked"
+    mine,oks = [],{}
+    for j,r in pairs:
+        if self.held.get(j.id) is None: continue  # not held: cancelled meanwhile
+        try: self.q._encode(r, 'Job result'); mine.append((j, r))
+        except (TypeError, ValueError, RecursionError): oks[j.id] = self._settle(j, r, None)  # it can't be stored: `settle` fails the job with why
+    for j,_ in mine: self.held.pop(j.id, None); self.hb.discard(j)
+    try:
+        for (j,_),e in zip(mine, self.q.ack_each([j for j,_ in mine], [r for _,r in mine])):
+            if isinstance(e, Cancelled) or j.status == 'cancelled': self.log.info("Job %s was cancelled while it ran: its outcome is dropped", j.id)
+            elif e is not None: self.log.warning("Job %s outcome dropped: %s", j.id, e)
+            oks[j.id] = e is None
+    except Exception:  # the database is away: one at a time, each waiting while its lease lasts
+        for j,r in mine: oks[j.id] = settle(self.q, j, r, None, self.log)
+    return [oks.get(j.id, False) for j,_ in pairs]
+
+@patch
 async def _run1(self:AsyncWorkers, job):
     res = err = None
     try:
@@ -191,7 +234,7 @@ async def _run1(self:AsyncWorkers, job):
                 if asyncio.current_task().uncancel() == 0: await self._db(self._drop, job); return  # ours was the only cancel: no stop
             if _stopped(e): await self._db(self._giveback, [job]); raise
             err = e
-        try: ok = await self._db(self._settle, job, res, err)
+        try: ok = await (self._ack_later(job, res) if err is None else self._db(self._settle, job, res, err))
         except Exception as e:  # the database failed us (it is away, or stayed locked): the lease brings the job back
             ok = False
             self.log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", self.worker, job.id,
@@ -214,6 +257,7 @@ async def _dispatch(self:AsyncWorkers, until_empty):
         free = max(self.concurrency, 1) - len(self.tasks)  # read each time round: `set_concurrency` may change it
         if free <= 0:
             self.wake.clear(); await self.wake.wait(); continue
+        self.wake.clear()  # set again by a task that ends, or a job enqueued, while this claim runs
         try: jobs = await self._db(self._claim, free)
         except Exception as e:
             if until_empty: raise
@@ -225,9 +269,9 @@ async def _dispatch(self:AsyncWorkers, until_empty):
             else: self.tasks[j.id] = asyncio.create_task(self._run1(j), name=f'job-{j.id}')
         if jobs: continue
         if until_empty and not self.tasks: break
-        if self.tasks: await _wait(self.stopping, self.poll)
+        if self.tasks: await _wait(self.wake, self.poll)  # a task's end, a new job or stop wakes it
         else:
-            try: await self._db(self.q.wait, self.poll)
+            try: await self._db(_idle, self.q, self.poll, self.stopping)
             except Exception as e: await _wait(self.stopping, out.failed(e))
 
 # %% ../nbs/03_async.ipynb #fad691dc

@@ -364,9 +364,11 @@ bench_sections = dict(  # section: (modules to look in, benchmark function, plot
     procs=(('bench_runtimes',), 'bench_procs', 'plot_procs'),          # lesson 04: threads against processes on CPU work
     console=(('bench_runtimes',), 'bench_console', 'plot_console'),    # lesson 06: console responsiveness against a blocking route
     pg=(('bench_runtimes',), 'bench_pg', 'plot_pg'),                   # lesson 09: PgQueue against SQLite
-    tasks=(('bench_runtimes',), 'bench_tasks', 'plot_tasks'))          # lesson 03a: enqueue → result() round trips, and many waiters
+    tasks=(('bench_runtimes',), 'bench_tasks', 'plot_tasks'),          # lesson 03a: enqueue → result() round trips, and many waiters
+    latency=(('bench_runtimes',), 'bench_latency', 'plot_latency'),    # lessons 00-01: how soon a job starts, per runtime and store
+    throughput=(('bench_runtimes',), 'bench_throughput', 'plot_throughput'))  # lessons 00-01: 100,000 jobs drained through the runtimes
 
-bench_needs = dict(llm=('openai', 'aiohttp'), console=('fasthtml', 'uvicorn', 'httpx2'), pg=('psycopg',), tasks=('psycopg',))  # beyond the core
+bench_needs = dict(llm=('openai', 'aiohttp'), console=('fasthtml', 'uvicorn', 'httpx2'), pg=('psycopg',), tasks=('psycopg',), latency=('psycopg',), throughput=('psycopg',))  # beyond the core
 
 def find_bench(name:str):
     "The benchmark function of section `name`, or a string saying why it isn't available"

@@ -8,7 +8,9 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/bench_runtimes.html.md
 __all__ = ['sleep_job', 'spin_job', 'time_workers', 'bench_threads', 'bench_table', 'plot_timelines', 'bench_llm', 'llm_table',
            'plot_llm', 'start_cost', 'bench_procs', 'procs_table', 'md_table', 'plot_procs', 'bench_console',
            'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg',
-           'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks']
+           'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks', 'pickup', 'signal_costs',
+           'bench_latency', 'latency_table', 'plot_latency', 'drain_pool', 'one_at_a_time', 'cpu_speedups',
+           'bench_throughput', 'throughput_table', 'plot_throughput', 'speed_note']
 
 # %% ../nbs/08a_bench_runtimes.ipynb #db6dab43
 import asyncio, dataclasses, importlib, json, math, os, re, shutil, statistics, tempfile, threading, time, uuid
@@ -729,3 +731,263 @@ def plot_tasks(res:dict):
     m = res['machine']; ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/08a_bench_runtimes.ipynb #97e02d04
+def _pickup(data)->float:
+    "The latency job: seconds from its enqueue (`data['t']`, wall clock) to now, when a worker starts it"
+    return time.time() - data['t']
+
+async def _apickup(data)->float: return time.time() - data['t']
+
+def _pool(kind:str, url, poll:float=0.1):
+    "An idle pool of runtime `kind` (`threads`, `async` or `procs`) that runs the pickup job at `url`"
+    from concurrency_demo.threads import ThreadWorkers
+    from concurrency_demo.aio import AsyncWorkers
+    from concurrency_demo.procs import ProcessWorkers
+    if kind == 'threads': return ThreadWorkers(url, _mine('_pickup'), n=2, poll=poll)
+    if kind == 'async': return AsyncWorkers(url, _mine('_apickup'), concurrency=10, poll=poll)
+    return ProcessWorkers(url, _mine('_pickup'), n=2, poll=poll)
+
+def _proc_cpu(pid:int)->float:
+    "CPU seconds used so far by process `pid` and its running children (Linux `/proc`)"
+    tck,tot,pids = os.sysconf('SC_CLK_TCK'),0.,[pid]
+    try: pids += [int(o) for o in Path(f'/proc/{pid}/task/{pid}/children').read_text().split()]
+    except OSError: pass
+    for p in pids:
+        try: f = Path(f'/proc/{p}/stat').read_text().rsplit(')', 1)[1].split()
+        except OSError: continue
+        tot += (int(f[11]) + int(f[12])) / tck
+    return tot
+
+def _host(kind, url, ready, stop):
+    "Another process: run a pool of `kind` at `url` until `stop` is set"
+    with _pool(kind, url):
+        ready.set(); stop.wait()
+
+# %% ../nbs/08a_bench_runtimes.ipynb #7384099d
+def _send(q, n:int, gap:float):
+    "Enqueue `n` pickup jobs `gap` seconds apart, on a fixed schedule (a slow enqueue doesn't shift the rest)"
+    t0 = time.monotonic()
+    for i in range(n):
+        time.sleep(max(0, t0 + i*gap - time.monotonic()))
+        q.enqueue({'t': time.time()})
+
+def _results(q, n:int, timeout:float=60)->list:
+    "The results of the `n` newest jobs of `q`, once all are done"
+    end = time.monotonic() + timeout
+    while q.stats()['done'] < n and time.monotonic() < end: time.sleep(0.01)
+    return [j.result for j in q.recent(n) if j.status == 'done']
+
+def pickup(url, kind:str, across:bool, n:int=500, gap:float=0.01, idle:float=5)->dict:
+    "Pickup latency (enqueue → handler start: p50, p99, max) of `n` no-op jobs `gap` s apart; the pool (of `kind`) here or in another process; and its idle CPU"
+    from concurrency_demo.store import open_queue
+    with open_queue(url) as q, ExitStack() as st:
+        if across:
+            ctx = multiprocessing.get_context('spawn')
+            ready,stop = ctx.Event(),ctx.Event()
+            p = ctx.Process(target=_mine('_host'), args=(kind, str(url), ready, stop), daemon=True); p.start()
+            st.callback(lambda: (stop.set(), p.join(30)))
+            if not ready.wait(60): raise RuntimeError(f"the {kind} pool didn't start")
+            cpu = lambda: _proc_cpu(p.pid)
+        else: st.enter_context(_pool(kind, url)); cpu = time.process_time
+        time.sleep(0.2)
+        c,t = cpu(),time.monotonic(); time.sleep(idle); idle_pct = 100*(cpu()-c)/(time.monotonic()-t)
+        _send(q, n, gap)
+        lat = _results(q, n)
+    if len(lat) < n: raise RuntimeError(f"only {len(lat)} of {n} pickup jobs were done")
+    return dict(_pcts(lat), idle_cpu_pct=round(idle_pct, 2))
+
+# %% ../nbs/08a_bench_runtimes.ipynb #98215aad
+_latency_goals = {'same process': (2, 10), 'across processes': (5, 20), 'round trip, same process': (5, None), 'round trip, across processes': (10, None)}
+
+def signal_costs(tmp, secs:float=5)->dict:
+    "Idle CPU (% of a core) of the ways a SQLite worker can hear other processes' commits: polling `PRAGMA data_version` every 2 or 5 ms, or the inotify watcher"
+    from concurrency_demo.dbqueue import Queue
+    def cpu(f):
+        stop = threading.Event(); t = threading.Thread(target=f, args=(stop,), daemon=True)
+        c0,t0 = time.process_time(),time.monotonic(); t.start(); time.sleep(secs); stop.set(); t.join()
+        return round(100*(time.process_time()-c0)/(time.monotonic()-t0), 2)
+    res = {}
+    with Queue(Path(tmp)/'signal.db') as q:
+        for ms in (2, 5):
+            def poll(stop, q=q, ms=ms):
+                while not stop.wait(ms/1000): q.conn.execute("PRAGMA data_version").fetchall()
+            res[f'poll data_version every {ms} ms'] = cpu(poll)
+        def watch(stop, q=q):
+            q._listen(); stop.wait()  # the watcher thread blocks in the kernel until the WAL is written
+        res['inotify watcher'] = cpu(watch)
+    return res
+
+def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead of 500 and 5 s
+                  url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
+    "Pickup latency and idle CPU of each runtime on each store, in the producer's process and in another; and enqueue → result() round trips"
+    from concurrency_demo.threads import ThreadWorkers
+    from concurrency_demo.procs import ProcessWorkers
+    from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
+    n,idle,trips = (10, 0.3, 10) if quick else (500, 5, 300)
+    pick,trip = {},{}
+    with ExitStack() as st:
+        server = url or os.environ.get('CDEMO_PG_DSN') or st.enter_context(pg_tmp_cluster())
+        tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
+        where = lambda store: nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')
+        for store in ('sqlite', 'postgres'):
+            for kind,across in (('threads', False), ('async', False), ('threads', True), ('async', True), ('procs', True)):
+                with where(store) as loc: pick[f"{store}, {kind}, {'across processes' if across else 'same process'}"] = pickup(loc, kind, across, n, idle=idle)
+            for place in ('same process', 'across processes'):
+                with where(store) as loc:
+                    t = _task_registry(loc)
+                    with (ThreadWorkers(loc, t, n=2) if place == 'same process' else ProcessWorkers(loc, t, n=2)):
+                        _round_trips(t, 5)  # warm: connections, the waiter thread
+                        trip[f'{store}, {place}'] = _pcts(_round_trips(t, trips))
+        return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick, round_trip=trip, goals=_latency_goals,
+                    signal=signal_costs(tmp, 0.3 if quick else 5))
+
+# %% ../nbs/08a_bench_runtimes.ipynb #25be21ef
+def _goal(k:str)->tuple:
+    "The (p50, p99) goals in ms of a pickup or round-trip case named `k`"
+    return _latency_goals[next(g for g in _latency_goals if k.endswith(g))]
+
+def latency_table(res:dict)->str:
+    "A `bench_latency` result as markdown: each case's p50, p99 and idle CPU next to its goal"
+    ok = lambda v, g: '' if g is None else ' ✓' if v <= g else ' ✗'
+    rows = [f"| pickup: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal(k)[0])} | {v['p99_ms']}{ok(v['p99_ms'], _goal(k)[1])} | {v['idle_cpu_pct']}{ok(v['idle_cpu_pct'], 1)} |"
+            for k,v in res['pickup'].items()]
+    rows += [f"| round trip: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal('round trip, '+k.split(', ')[1])[0])} | {v['p99_ms']} | |" for k,v in res['round_trip'].items()]
+    return '\n'.join(['| case | p50 ms | p99 ms | idle CPU % of a core |', '|---|---:|---:|---:|', *rows])
+
+# %% ../nbs/08a_bench_runtimes.ipynb #99861a24
+def plot_latency(res:dict):
+    "Pickup p50 and p99 per runtime, store and place, with the goals (dotted); the round trips are in `latency_table`"
+    import matplotlib.pyplot as plt
+    rows = list(res['pickup'].items())
+    fig,ax = plt.subplots(figsize=(7, 3.2))
+    y = range(len(rows))
+    ax.barh([i-0.2 for i in y], [v['p50_ms'] for _,v in rows], height=0.4, label='p50')
+    ax.barh([i+0.2 for i in y], [v['p99_ms'] for _,v in rows], height=0.4, label='p99')
+    ax.set_yticks(list(y), [k for k,_ in rows], fontsize=7); ax.invert_yaxis()
+    for g,c,lbl in ((2, 'C0', 'p50 goal, same process'), (10, 'C1', 'p99 goal, same process')): ax.axvline(g, color=c, ls=':', lw=1, label=lbl)
+    ax.set(xlabel='enqueue → handler start, ms'); ax.legend(fontsize=7)
+    m = res['machine']
+    ax.set_title(f"{res['jobs']} no-op jobs {res['gap_ms']} ms apart; {m.get('cpus')} cores, load {m.get('load', ['?'])[0]}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/08a_bench_runtimes.ipynb #ca57e439
+def _noop1(data): return None
+async def _anoop1(data): return None
+
+def drain_pool(url, kind:str, n:int)->dict:
+    "Queue `n` no-op jobs at `url`, then drain them with a pool of `kind` (`threads`, `threads, batch=1` or `async`): seconds, jobs/s, cores used"
+    from concurrency_demo.store import open_queue
+    from concurrency_demo.threads import ThreadWorkers
+    from concurrency_demo.aio import AsyncWorkers
+    with open_queue(url) as q:
+        for i in range(0, n, 10_000): q.enqueue_many([None]*min(10_000, n-i))
+    w = AsyncWorkers(url, _anoop1, concurrency=50) if kind == 'async' else ThreadWorkers(url, _noop1, n=2, batch=1 if 'batch=1' in kind else 32)
+    t,c = time.perf_counter(),time.process_time()
+    with w:
+        while w.stats()['processed'] < n and time.perf_counter() - t < 600: time.sleep(0.005)
+        secs = time.perf_counter() - t
+    if (got := w.stats()['processed']) < n: raise RuntimeError(f"{kind} drained {got} of {n} jobs")
+    return dict(secs=round(secs, 2), rate=round(n/secs), cores=round((time.process_time()-c)/secs, 2))
+
+_throughput_goals = dict(sqlite=25_000, postgres=10_000)
+
+def _pworkers(url, cpu:list)->list:
+    "Run the CPU jobs `cpu` through `ProcessWorkers(n=2)`, started and stopped here: the CPU seconds of each job"
+    from concurrency_demo.store import open_queue
+    from concurrency_demo.procs import ProcessWorkers
+    with ProcessWorkers(url, _mine('_burn'), n=2, poll=0.01) as w:
+        with open_queue(url) as q: ids = q.enqueue_many(cpu)
+        w.drain()
+    with open_queue(url) as q: return [q.get(i).result for i in ids]
+
+def one_at_a_time(tmp, n:int=5000, repeats:int=5)->dict:
+    "`dequeue` + `ack` one job at a time, `Queue` against raw SQLite (lesson 08's adapters), taking turns: median jobs/s and their ratio"
+    from concurrency_demo.bench import RawSQLite, QueueImpl
+    rs = {k: [] for k in ('raw SQLite', 'Queue')}
+    for _ in range(repeats):
+        for k,mk in (('raw SQLite', RawSQLite), ('Queue', QueueImpl)):
+            o = mk(Path(tmp)/f'{uuid.uuid4().hex}.db'); o.put_many(list(range(n)))
+            rs[k].append(rate(lambda: [o.take() for _ in range(n)], n)); o.close()
+    med = {k: round(statistics.median(v)) for k,v in rs.items()}
+    return dict(n=n, repeats=repeats, rates=med, ratio=round(med['Queue']/med['raw SQLite'], 2))
+
+def cpu_speedups(tmp, quick:bool=False)->dict:
+    "Speedup over serial of `multiprocess.Pool(2)` and of `ProcessWorkers(n=2)` on 8 CPU jobs, each started (and stopped) inside its timing"
+    (n,k),r = ((30_000, 4), 1) if quick else ((100_000, 8), 5)
+    cpu,_burn,ctx = [n]*k,_mine('_burn'),_mp_context('forkserver')
+    def pool():
+        with ctx.Pool(2) as p: return p.map(_burn, cpu, chunksize=1)
+    res = _compare_runtimes(dict(serial=lambda: [_burn(o) for o in cpu], pool=pool,
+                                 process_workers=lambda: _pworkers(str(Path(tmp)/f'{uuid.uuid4().hex}.db'), cpu)), r)
+    return dict(job=f'count_primes({n:,})', jobs=k, workers=2, ratio=round(res['speedup']['process_workers']/res['speedup']['pool'], 2), **res)
+
+def bench_throughput(quick:bool=False, # 2,000 jobs instead of 100,000
+                     url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
+    "Drain rate of 100,000 queued no-op jobs through `ThreadWorkers` and `AsyncWorkers` on SQLite and PostgreSQL, pgqueuer's and procrastinate's; CPU jobs on `ProcessWorkers` against `Pool`"
+    from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
+    n,res = (2_000 if quick else 100_000),{}
+    with ExitStack() as st:
+        server = url or os.environ.get('CDEMO_PG_DSN') or st.enter_context(pg_tmp_cluster())
+        tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
+        for store in ('sqlite', 'postgres'):
+            for kind in ('threads', 'async', 'threads, batch=1'):
+                with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
+                    res[f'{store}, {kind}'] = drain_pool(loc, kind, n)
+        peers = {}
+        if not quick:  # the peers' own worker loops, in a process each (`lib_rate`, section pg): 20,000 jobs, as the slowest takes a while
+            for lib in ('pgqueuer', 'procrastinate'):
+                if importlib.util.find_spec(lib) is None: peers[lib] = 'not installed'; continue
+                with pg_database(server, 'cdemo_bench') as db: peers[f'postgres, {lib}'] = dict(jobs=20_000, **lib_rate(lib, db, 1, 20_000))
+        return dict(machine=machine(server), quick=quick, jobs=n, drains=res, peers=peers, goals=_throughput_goals, cpu=cpu_speedups(tmp, quick),
+                    one_at_a_time=one_at_a_time(tmp, *((300, 1) if quick else (5000, 5))))
+
+# %% ../nbs/08a_bench_runtimes.ipynb #744573ad
+def throughput_table(res:dict)->str:
+    "A `bench_throughput` result as markdown: jobs/s per pool and store, next to the goal"
+    rows = [f"| {k} | {v['rate']:,} | {v['secs']} | {v['cores']} | ≥ {res['goals'][k.split(',')[0]]:,} |" for k,v in res['drains'].items()]
+    rows += [f"| {k} ({v['jobs']:,} jobs, its own worker) | {v['rate']:,} | {v['secs']} | | |" for k,v in res.get('peers', {}).items() if isinstance(v, dict)]
+    return '\n'.join([f"| {res['jobs']:,} no-op jobs, drained by | jobs/s | s | cores | goal |", '|---|---:|---:|---:|---:|', *rows])
+
+def plot_throughput(res:dict):
+    "Jobs/s of each drain in a `bench_throughput` result, with the goals"
+    import matplotlib.pyplot as plt
+    d = {**res['drains'], **{k: v for k,v in res.get('peers', {}).items() if isinstance(v, dict)}}
+    ks = list(d)
+    fig,ax = plt.subplots(figsize=(6, 0.6 + 0.22*len(ks)))
+    bars = ax.barh(ks, [d[k]['rate'] for k in ks], color=['C0' if k.startswith('sqlite') else 'C1' if k in res['drains'] else 'C7' for k in ks])
+    ax.bar_label(bars, [f"{d[k]['rate']:,}" for k in ks], fontsize=7); ax.tick_params(axis='y', labelsize=7)
+    for s,g in res['goals'].items(): ax.axvline(g, color='C0' if s == 'sqlite' else 'C1', ls=':', lw=1)
+    ax.invert_yaxis(); ax.set(xlabel=f"jobs/s draining {res['jobs']:,} queued no-op jobs (dotted: goals)")
+    m = res['machine']; ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/08a_bench_runtimes.ipynb #ecf2cd1e
+def speed_note(lat:dict, thr:dict)->str:
+    "Each target of 'speed where users feel it' next to its figure, from one `bench_latency` and one `bench_throughput` result, with the peers and the load"
+    ok = lambda met: '✓' if met else '✗ not met'
+    def worst(place, key): return max((v[key], k) for k,v in lat['pickup'].items() if k.endswith(place))
+    rows = []
+    for place,(g50,g99) in (('same process', (2, 10)), ('across processes', (5, 20))):
+        (p50,k50),(p99,k99) = worst(place, 'p50_ms'),worst(place, 'p99_ms')
+        rows.append(f"| pickup, {place}: worst p50 / p99 of 2 stores × {'2' if place == 'same process' else '3'} runtimes | ≤ {g50} / ≤ {g99} ms | {p50} ms ({k50.rsplit(',', 1)[0]}) / {p99} ms ({k99.rsplit(',', 1)[0]}) | {ok(p50 <= g50 and p99 <= g99)} |")
+    cpu,kc = max((v['idle_cpu_pct'], k) for k,v in lat['pickup'].items())
+    rows.append(f"| idle pool's CPU, worst | ≤ 1% of a core | {cpu}% ({kc}) | {ok(cpu <= 1)} |")
+    for place,g in (('same process', 5), ('across processes', 10)):
+        p,k = max((v['p50_ms'], k) for k,v in lat['round_trip'].items() if k.endswith(place))
+        rows.append(f"| round trip enqueue → result(), {place}: worst p50 | ≤ {g} ms | {p} ms ({k.split(',')[0]}) | {ok(p <= g)} |")
+    for k,v in thr['drains'].items():
+        if 'batch=1' in k: continue
+        g = thr['goals'][k.split(',')[0]]
+        rows.append(f"| drain {thr['jobs']:,} no-op jobs: {k} | ≥ {g:,}/s | {v['rate']:,}/s | {ok(v['rate'] >= g)} |")
+    o = thr['one_at_a_time']
+    rows.append(f"| `dequeue` + `ack` one at a time ÷ raw SQLite's | ≥ 0.6 | {o['ratio']} ({o['rates']['Queue']:,} ÷ {o['rates']['raw SQLite']:,}/s) | {ok(o['ratio'] >= 0.6)} |")
+    c = thr['cpu']
+    rows.append(f"| `ProcessWorkers(n=2)`'s speedup ÷ `Pool(2)`'s, {c['jobs']} × {c['job']}, start-up included | ≥ 0.95 | {c['ratio']} ({c['speedup']['process_workers']}× ÷ {c['speedup']['pool']}×) | {ok(c['ratio'] >= 0.95)} |")
+    peers = [f"{k.split(', ')[1]} {v['rate']:,} jobs/s" for k,v in thr.get('peers', {}).items() if isinstance(v, dict)]
+    m,mt = lat['machine'],thr['machine']
+    return '\n'.join(['| target | goal | measured | |', '|---|---|---|---|', *rows, '',
+        f"Peers in the same run, draining {', '.join(peers) or '(none installed)'} on PostgreSQL with their own worker loop, one process each. "
+        f"Load average at the start: {m.get('load', ['?'])[0]} (latency), {mt.get('load', ['?'])[0]} (throughput), on {m.get('cpus')} cores."])

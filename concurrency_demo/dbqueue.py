@@ -8,14 +8,14 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/dbqueue.html.md"""
 __all__ = ['connect', 'Queue', 'open_queue', 'Job', 'LeaseLost', 'StoreUnavailable', 'FakeClock', 'fmt_error', 'statuses']
 
 # %% ../nbs/00_dbqueue.ipynb #78bc92bc
-import os, random, sqlite3, sys, threading, time, weakref
+import json, os, random, sqlite3, sys, threading, time, weakref
 from contextlib import contextmanager
 from pathlib import Path
 import apsw, apsw.ext, logging
 from fastcore.utils import *
 from fastcore.meta import delegates
 from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, _cols
-from .store import _num, _worker_id  # older importers took these from here: import them from `store`
+from .store import _num, _worker_id, _enqueued  # older importers took these from here: import them from `store`
 _all_ = ['open_queue', 'Job', 'LeaseLost', 'StoreUnavailable', 'FakeClock', 'fmt_error', 'statuses']
 
 # %% ../nbs/00_dbqueue.ipynb #192b757a
@@ -230,6 +230,67 @@ def _reclaim_expired(self:Queue, now): self.conn.execute(self.sql['reclaim'], di
 @patch
 def _claim_rows(self:Queue, p)->list: return self.conn.execute(self.sql['claim'], p).fetchall()
 
+# %% ../nbs/00_dbqueue.ipynb #8b799630
+_IN_MODIFY,_IN_CREATE,_IN_MOVED_TO = 0x2,0x100,0x80
+
+def _inotify():
+    "libc with Linux's inotify, or `None` (another system: the watcher polls instead)"
+    try:
+        import ctypes, ctypes.util
+        libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+        return libc if hasattr(libc, 'inotify_init1') else None
+    except (OSError, AttributeError, TypeError): return None
+
+class _Watch:
+    "One daemon thread per file and process: it hears each write to the file's WAL (inotify) and, once `data_version` shows the commit, wakes this process's waiters"
+    tick = 0.005  # seconds between looks at `data_version` where inotify is missing (polling costs about 1% of a core)
+    def __init__(self, file):
+        self.file,self.pid,self.ok = file,os.getpid(),threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name='cdemo-sqlite-watch'); self.thread.start()
+
+    def _events(self, libc):
+        "Yield each time the WAL beside `file` is written or created: inotify on its folder, which sees the WAL come and go"
+        d,wal = os.path.dirname(self.file) or '.',os.path.basename(self.file) + '-wal'
+        fd = libc.inotify_init1(os.O_CLOEXEC)
+        if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(d), _IN_MODIFY|_IN_CREATE|_IN_MOVED_TO) < 0: raise OSError("inotify is not available")
+        while True:
+            buf,i,hit = os.read(fd, 65536),0,False
+            while i < len(buf):  # struct inotify_event: wd, mask, cookie, len, name
+                n = int.from_bytes(buf[i+12:i+16], sys.byteorder)
+                hit |= buf[i+16:i+16+n].rstrip(b'\0').decode(errors='replace') == wal
+                i += 16 + n
+            if hit: yield
+
+    def _run(self):
+        try: c = apsw.Connection(self.file); last = c.execute("PRAGMA data_version").fetchall()[0][0]
+        finally: self.ok.set()
+        def changed():
+            nonlocal last
+            v = c.execute("PRAGMA data_version").fetchall()[0][0]
+            if v != last: last = v; return True
+        try:
+            if (libc := _inotify()) is None: raise OSError
+            for _ in self._events(libc):  # a write to the WAL: the commit shows in `data_version` once its last frame is in
+                for _ in range(40):
+                    if changed(): break
+                    time.sleep(0.00025)
+                _enqueued()
+        except OSError:  # no inotify here: look at `data_version` every `tick` seconds
+            while True:
+                time.sleep(self.tick)
+                if changed(): _enqueued()
+
+_watches,_watch_lock = {},threading.Lock()
+
+@patch
+def _listen(self:Queue):
+    "Start (once per file and process) the watcher that wakes this process's waiting workers when another process commits to the file"
+    if not self._file: return
+    with _watch_lock:
+        w = _watches.get(self._file)
+        if w is None or w.pid != os.getpid() or not w.thread.is_alive(): w = _watches[self._file] = _Watch(self._file)
+    w.ok.wait(5)
+
 # %% ../nbs/00_dbqueue.ipynb #af50b34a
 Queue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=?",
@@ -251,6 +312,17 @@ def _ack_many(self:Queue, jobs, results, now):
             c.execute(ack, dict(result=r, now=now, id=j.id, token=j.token))
             if c.changes() != 1: raise self._why(j.id)
 
+Queue.sql['ack_each'] = """UPDATE job SET status='done', result=v.value->>'r', error=NULL, token=NULL, lease_until=NULL, updated_at=:now
+  FROM json_each(:batch) AS v WHERE job.id=v.value->>'i' AND job.token=v.value->>'t' AND job.status='running' AND job.lease_until>=:now
+  RETURNING job.id"""
+
+@patch
+def _ack_each(self:Queue, jobs, results, now)->list:
+    "`ack_each` in one statement: the batch goes in as a JSON array; those it didn't change are each asked why"
+    batch = json.dumps([dict(i=j.id, t=j.token, r=r) for j,r in zip(jobs, results)])
+    with self._tx() as c: done = {r[0] for r in c.execute(self.sql['ack_each'], dict(batch=batch, now=now))}
+    return [None if j.id in done else self._why(j.id) for j in jobs]
+
 # %% ../nbs/00_dbqueue.ipynb #3a15174e
 Queue.sql.update(fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts OR :final THEN 'dead' ELSE 'queued' END, error=:error,
   run_at=CASE WHEN attempts>=max_attempts OR :final THEN run_at ELSE :now + :delay END,
@@ -264,6 +336,8 @@ Queue.sql.update(
     progress=f"UPDATE job SET progress=:progress, note=:note, updated_at=:now WHERE {_holds}",
     finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status='cancelled'",
+    next_due="""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=:queue AND status='queued'
+  UNION ALL SELECT min(lease_until) FROM job WHERE status='running')""",
     prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead','cancelled') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
     cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE id=:id",

@@ -207,6 +207,8 @@ PgQueue.sql.update(
     progress=f"UPDATE job SET progress=%(progress)s, note=%(note)s, updated_at=%(now)s WHERE {_holds}",
     finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status IN ('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status='cancelled'",
+    next_due="""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=%(queue)s AND status='queued'
+  UNION ALL SELECT min(lease_until) FROM job WHERE status='running') AS o""",
     status="SELECT status, queue, key FROM job WHERE id=%s FOR UPDATE",
     cancel="""WITH u AS (UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=%(now)s
   WHERE id=%(id)s RETURNING id) SELECT pg_notify('cdemo_done', id::text) FROM u""",
@@ -228,6 +230,14 @@ def _ack_many(self:PgQueue, jobs, results, now):
         p = dict(ids=ids, tokens=[j.token for j in jobs], results=results, now=now)
         done = {r[0] for r in self.conn.execute(self.sql['ack_many'], p)}
         if missing := [j for j in jobs if j.id not in done]: raise self._why(missing[0].id)
+
+@patch
+def _ack_each(self:PgQueue, jobs, results, now)->list:
+    "`ack_each` in one statement (`ack_many`'s), in a transaction: those it didn't change are each asked why"
+    with self.conn.transaction():
+        p = dict(ids=[j.id for j in jobs], tokens=[j.token for j in jobs], results=results, now=now)
+        done = {r[0] for r in self.conn.execute(self.sql['ack_many'], p)}
+        return [None if j.id in done else self._why(j.id) for j in jobs]
 
 # %% ../nbs/09_postgres.ipynb #269c2a4c
 @patch
@@ -298,7 +308,7 @@ def _guarded(f):
         except _conn_errors as e: self._lost(e)
     return _f
 
-for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many'): setattr(PgQueue, _n, _guarded(getattr(PgQueue, _n)))
+for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many', '_ack_each'): setattr(PgQueue, _n, _guarded(getattr(PgQueue, _n)))
 
 # %% ../nbs/09_postgres.ipynb #72b84c8a
 PgQueue.find_dialect = dict(p='%({})s', task="(data::jsonb->>'task')")

@@ -158,7 +158,7 @@ def _child(sh:_Shared, i:int, name:str, conn):
         hb = Heartbeat(sh.url, log=log, worker=f'{name}-hb', on_cancel=_end_cancelled, **sh.qkw).start()
     except Exception as e: conn.send(fmt_error(e)); return
     conn.send(None)
-    while not (sh.go.is_set() or sh.stopping.is_set()): time.sleep(0.01)
+    while not (sh.go.is_set() or sh.stopping.is_set()): time.sleep(0.001)
     b = _Books(sh.slots, i, sh.stopping, sh.max_jobs, sh.max_mb)
     try: work(q, sh.handler, b, sh.poll, log, hb, claimed=b.claimed, done=b.done, stops=())  # nothing a handler raises stops a child
     finally: hb.stop(timeout=1); q.close()

@@ -27,11 +27,11 @@ class Job:
 
 _cols = ', '.join(f.name for f in fields(Job))
 def _job(row):
-    "A `Job` from a row of `_cols`"
-    d = dict(zip(_cols.split(', '), row))
-    d['data'] = json.loads(d['data'])
-    if d['result'] is not None: d['result'] = json.loads(d['result'])
-    return Job(**d)
+    "A `Job` from a row of `_cols` (in `Job`'s field order)"
+    j = Job(*row)
+    j.data = json.loads(j.data)
+    if j.result is not None: j.result = json.loads(j.result)
+    return j
 
 # %% ../nbs/00a_store.ipynb #a291b7c4
 class LeaseLost(Exception):
@@ -89,7 +89,7 @@ class Store:
         _num('busy_timeout', busy_timeout); _num('reclaim_every', reclaim_every)
         if not isinstance(name, str) or not name: raise ValueError(f"name must be a non-empty string, got {name!r}")
         store_attr('name,lease,durable,busy_timeout,max_size,backoff,backoff_cap,reclaim_every,clock')
-        self.worker,self._reclaimed,self.url = worker or _worker_id(),None,None
+        self.worker,self._reclaimed,self.url,self._seen = worker or _worker_id(),None,None,None
         self._owner = threading.get_ident(), os.getpid()
 
     def __repr__(self): return f"{type(self).__name__}({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, name={self.name!r}, worker={self.worker!r})"
@@ -194,7 +194,7 @@ def dequeue_many(self:Store, n:int, # most jobs to claim
     _num('n', n, lo=1, integer=True)
     lease = _num('lease', ifnone(lease, self.lease))
     self._check()
-    now = self.clock()
+    now,self._seen = self.clock(),_enqueues  # what `wait` compares with: an enqueue from here on wakes it
     if self._reclaim_due(now): self._reclaim_expired(now)
     rows = self._claim_rows(dict(queue=self.name, now=now, lease_until=now+lease, worker=worker or self.worker, n=n))
     return sorted(map(_job, rows), key=lambda j: (-j.priority, j.run_at, j.id))
@@ -213,20 +213,36 @@ def dequeue(self:Store, worker:str=None, lease:float=None)->Job|None:
     return first(self.dequeue_many(1, worker=worker, lease=lease))
 
 # %% ../nbs/00a_store.ipynb #e086d922
-_new_jobs,_enqueues = threading.Condition(),0  # told of every enqueue in this process, so a worker here wakes at once
+_new_jobs,_enqueues = threading.Condition(),0  # told of every enqueue in this process (and by a store's watcher, of commits from elsewhere)
+_on_enqueued = []  # callables told of each of them too (an `AsyncWorkers` wakes its event loop with one)
 
 def _enqueued():
-    "Tell the workers waiting in this process that a job was enqueued"
+    "Tell the workers waiting in this process that a job may have been enqueued"
     global _enqueues
     with _new_jobs: _enqueues += 1; _new_jobs.notify_all()
+    for f in list(_on_enqueued): f()
+
+@patch
+def _listen(self:Store):
+    "Make sure this process hears of jobs enqueued by other processes, if this store can be told (`Queue` watches its file)"
 
 @patch
 def wait(self:Store, timeout:float)->bool:
-    "Wait up to `timeout` seconds for a new job; `True` if one was enqueued in this process meanwhile (from elsewhere, this store can't be told)"
+    "Wait up to `timeout` seconds for a new job; `True` (at once) if one may have been enqueued since this store's last `dequeue`"
     _num('timeout', timeout)
+    self._listen()
     with _new_jobs:
-        n = _enqueues
-        return _new_jobs.wait_for(lambda: _enqueues != n, timeout)
+        n = ifnone(self._seen, _enqueues)  # counted from the last dequeue: an enqueue between an empty dequeue and this wait isn't missed
+        try: return _new_jobs.wait_for(lambda: _enqueues != n, timeout)
+        finally: self._seen = _enqueues
+
+@patch
+def _due_in(self:Store, cap:float)->float:
+    "Seconds until a delayed job of this queue may be ready, or a lease ends (to be reclaimed): at most `cap`, and `cap` if the store can't tell"
+    if 'next_due' not in self.sql: return cap
+    self._check()
+    t = self._all(self.sql['next_due'], dict(queue=self.name))[0][0]
+    return cap if t is None else max(0., min(cap, t - self.clock()))
 
 # %% ../nbs/00a_store.ipynb #d4d3629f
 _on_settled = []  # callables told the ids of jobs this process has just finished (`tasks` wakes its waiters with it)
@@ -281,6 +297,24 @@ def ack_many(self:Store, jobs, results=None):
     self._ack_many(jobs, rs, now)
     for j,r in zip(jobs,results): j.status,j.result = 'done',r
     _settled([j.id for j in jobs])
+
+@patch
+def _ack_each(self:Store, jobs, results, now)->list:
+    "One `ack` statement per job, in one transaction; the error of each job not held (`None`: acked). A store may do it in one statement"
+    with self._tx(): return [None if self._run(self.sql['ack'], dict(result=r, now=now, id=j.id, token=j.token)) == 1 else self._why(j.id)
+                             for j,r in zip(jobs, results)]
+
+@patch
+def ack_each(self:Store, jobs, results=None)->list:
+    "Acknowledge many jobs in one transaction, each fenced on its own: one no longer held is left as it is; return each job's error (`None`: acked)"
+    jobs,results,rs = self._results(jobs, results)
+    now = self.clock()
+    self._check()
+    errs = self._ack_each(jobs, rs, now)
+    for j,r,e in zip(jobs, results, errs):
+        if e is None: j.status,j.result = 'done',r
+    _settled([j.id for j,e in zip(jobs, errs) if e is None])
+    return errs
 
 # %% ../nbs/00a_store.ipynb #f1a4718f
 @patch

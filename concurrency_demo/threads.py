@@ -11,7 +11,7 @@ __all__ = ['logger', 'ThreadWorkers']
 import logging, threading, time
 from functools import partial
 from fastcore.utils import *
-from .store import open_queue
+from .store import open_queue, _num
 from .worker import Workers, Heartbeat, work, _opt
 
 # %% ../nbs/01_threads.ipynb #c15c7949
@@ -28,8 +28,10 @@ class ThreadWorkers(Workers):
                  lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3 while it runs
                  worker:str=None, # prefix of the worker ids (default: host-pid-random); thread `i` is `{worker}-{i}`
                  log=None, # a `logging.Logger` (default: `concurrency_demo.threads`)
+                 batch:int=32, # most jobs a thread claims at once, while they take under a millisecond each (acked together too); 1: one at a time
                  **queue_kwargs): # passed to `open_queue` by each thread
         super().__init__(url, handler, n, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
+        self.batch = _num('batch', batch, lo=1, integer=True)
         self.threads,self.abandoned,self.errors,self.go = [],[],[],threading.Event()
 
 # %% ../nbs/01_threads.ipynb #4c1b1196
@@ -40,7 +42,7 @@ def _thread(self:ThreadWorkers, name:str):
     except Exception as e: self.errors.append(e); return
     finally: self.opened.release()
     self.go.wait()
-    try: work(q, self.handler, self.stopping, self.poll, self.log, self.hb, claimed=partial(self._claimed, name), done=partial(self._done, name))
+    try: work(q, self.handler, self.stopping, self.poll, self.log, self.hb, claimed=partial(self._claimed, name), done=partial(self._done, name), batch=self.batch)
     finally: q.close()
 
 # %% ../nbs/01_threads.ipynb #2d58af24

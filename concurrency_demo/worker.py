@@ -111,7 +111,8 @@ def run_job(q, # the calling thread's own `Queue`
             handler, # `handler(job.data) -> result`, a JSON-serializable value
             log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
             heartbeat=None, # a `Heartbeat` that keeps the job's lease while the handler runs
-            stops:tuple=None)->bool: # exceptions that hand the job back and propagate (default: `_stops()`); any other fails the job
+            stops:tuple=None, # exceptions that hand the job back and propagate (default: `_stops()`); any other fails the job
+            acks:list=None)->bool: # where to leave `(job, result)` for an ack in a batch, returning 'later' (default: ack now)
     "Run `handler` on `job` and `settle` the outcome; `True` if acked"
     res = err = None
     if heartbeat: heartbeat.add(job)
@@ -125,6 +126,9 @@ def run_job(q, # the calling thread's own `Queue`
         if isinstance(e, ifnone(stops, _stops())):  # a real stop: hand the job back unspent, and let it go on up
             _held(ifnone(log, logger), job, q.release, job); raise
         err = e
+    if err is None and acks is not None:
+        try: q._encode(res, 'Job result'); acks.append((job, res)); return 'later'
+        except (TypeError, ValueError, RecursionError): pass  # it can't be stored: `settle` fails the job
     return settle(q, job, res, err, log)
 
 # %% ../nbs/01a_worker.ipynb #f9199c74
@@ -201,6 +205,33 @@ def _run(self:Heartbeat):
     finally: q.close()
 
 # %% ../nbs/01a_worker.ipynb #2e6d655d
+def _idle(q, # the worker's `Queue`, whose `dequeue` just came back empty
+         poll:float, # seconds between looks at `stopping`
+         stopping, # a `threading.Event`, or anything with `is_set`
+         cap:float=1): # seconds to wait at most, in case a wake-up was missed
+    "An idle worker's wait: until a job is enqueued (the store hears of it), a delayed job or an ended lease is due, `cap` seconds pass, or stop"
+    end = time.monotonic() + q._due_in(max(cap, poll))
+    while not stopping.is_set():
+        left = end - time.monotonic()
+        if left <= 0 or q.wait(min(poll, left)): return
+
+def _flush(q, acks, log, done):
+    "Ack the deferred `(job, result)` pairs in `acks` in one transaction, each fenced on its own; tell `done` each outcome"
+    if not acks: return
+    pairs = list(acks); acks.clear()
+    try: errs = q.ack_each([j for j,_ in pairs], [r for _,r in pairs])
+    except Exception:  # the database is away: store them one at a time, each waiting while its lease lasts
+        for j,r in pairs:
+            ok = False
+            try: ok = settle(q, j, r, None, log)
+            except Exception as e: log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", q.worker, j.id, type(e).__name__, e)
+            finally: done(j, ok)
+        return
+    for (j,_),e in zip(pairs, errs):
+        if isinstance(e, Cancelled) or j.status == 'cancelled': log.info("Job %s was cancelled while it ran: its outcome is dropped", j.id)
+        elif e is not None: log.warning("Job %s outcome dropped: %s", j.id, e)
+        done(j, e is None)
+
 def work(q, # this worker's own `Queue`; its `worker` id names the worker in the log
          handler, # `handler(data) -> result`
          stopping, # a `threading.Event`, or anything with `is_set` and `wait`: set it to stop claiming
@@ -210,32 +241,49 @@ def work(q, # this worker's own `Queue`; its `worker` id names the worker in the
          until_empty:bool=False, # return when no job is ready, and raise the loop's own errors
          claimed=lambda job: True, # called on each claim; `False` (stop began) hands the job straight back
          done=noop, # called with the job and `True` (acked), `False` (not acked) or `None` (handed back)
-         stops:tuple=None): # the handler's exceptions that stop the loop (default: `run_job`'s)
-    "The worker loop: claim a job, run it with `run_job`, count it; until `stopping` is set"
+         stops:tuple=None, # the handler's exceptions that stop the loop (default: `run_job`'s)
+         batch:int=1): # most jobs to claim at once: the claim grows up to it while jobs take under a millisecond, and acks are batched
+    "The worker loop: claim a job (or a few quick ones), run each with `run_job`, count it; until `stopping` is set"
     log = ifnone(log, logger)
     out = _Outage(log, f"Worker {q.worker} could not claim a job", f"Worker {q.worker} claims jobs again", poll)
+    k,acks = 1,[]
     while not stopping.is_set():
         try:
-            job = q.dequeue()
-            if job is None and not until_empty: q.wait(poll)
+            jobs = q.dequeue_many(k)
+            if not jobs and not until_empty: _idle(q, poll, stopping)
         except Exception as e:
             if until_empty: raise
             stopping.wait(out.failed(e)); continue
         out.ok()
-        if job is None:
+        if not jobs:
             if until_empty: break
-            continue
-        if not claimed(job):
-            try: _held(log, job, q.release, job)
-            except Exception as e: log.error("Worker %s could not hand back job %s: %s (it comes back when its lease expires)", q.worker, job.id, e)
-            done(job, None); break
-        ok = False
-        try: ok = run_job(q, job, handler, log, hb, stops)
-        except Exception as e:  # storing the outcome failed (the database is away, or stayed locked): the lease brings the job back
-            if until_empty: raise
-            log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", q.worker, job.id,
-                      type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
-        finally: done(job, ok)
+            k = 1; continue
+        t0,left = time.monotonic(),list(jobs)
+        while left:
+            job = left.pop(0)
+            if job.status == 'cancelled' or not claimed(job):  # cancelled while it waited its turn (the heartbeat saw it), or stop began
+                if job.status != 'cancelled':
+                    left.insert(0, job)
+                    for j in left:
+                        try: _held(log, j, q.release, j)
+                        except Exception as e: log.error("Worker %s could not hand back job %s: %s (it comes back when its lease expires)", q.worker, j.id, e)
+                        done(j, None)
+                    _flush(q, acks, log, done); return  # stop began: the loop ends here
+                done(job, None); continue
+            ok = False
+            try: ok = run_job(q, job, handler, log, hb, stops, acks if k > 1 else None)
+            except Exception as e:  # storing the outcome failed (the database is away, or stayed locked): the lease brings the job back
+                if until_empty: raise
+                log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", q.worker, job.id,
+                          type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
+            finally:
+                if ok != 'later': done(job, ok)
+            if left and time.monotonic() - t0 > 0.05:  # a slow job in a batch: hand back the rest, for other workers (and higher priorities)
+                for j in left: _held(log, j, q.release, j); done(j, None)
+                left = []
+        _flush(q, acks, log, done)
+        per = (time.monotonic() - t0) / len(jobs)
+        k = min(batch, 2*k) if len(jobs) == k and per < 0.001 else 1 if per > 0.005 else k
 
 # %% ../nbs/01a_worker.ipynb #e53d3a6c
 def wait_drained(url, qkw:dict, # the queue's location, and the keyword arguments to open it
@@ -340,7 +388,8 @@ def _serial(self:Workers):
     q = open_queue(self.url, worker=name, **self.qkw)
     try:
         hb = Heartbeat(self.url, log=self.log, worker=f'{name}-hb', **self.qkw).start()
-        try: work(q, self.handler, self.stopping, self.poll, self.log, hb, True, partial(self._claimed, name), partial(self._done, name))
+        try: work(q, self.handler, self.stopping, self.poll, self.log, hb, True, partial(self._claimed, name), partial(self._done, name),
+                 batch=getattr(self, 'batch', 1))
         finally: hb.stop(timeout=1)
     finally: q.close(); self._on_stop()  # the serial run is the pool's whole life
     return self

@@ -224,4 +224,4 @@ def test_serves_the_queue_it_names(qurl):
 
 def test_signature_names_the_queue():
     import inspect
-    assert list(inspect.signature(ThreadWorkers).parameters) == ['url', 'handler', 'n', 'queue', 'poll', 'lease', 'worker', 'log', 'queue_kwargs']
+    assert list(inspect.signature(ThreadWorkers).parameters) == ['url', 'handler', 'n', 'queue', 'poll', 'lease', 'worker', 'log', 'batch', 'queue_kwargs']
