@@ -64,7 +64,7 @@ def lifespan(tasks, # the `Tasks` registry whose jobs the app's workers run
              concurrency:int=50, # most jobs in flight per queue of async tasks, on the server's event loop
              processes:int=0, # worker processes per queue sent to processes
              queues:dict=None, # `{queue: 'threads' | 'async' | 'processes'}`, to override `plan_pools`'s choice
-             workers:bool=True, # `False`: the app only enqueues and reads; the workers run apart (`cdemo worker`)
+             workers:bool=True, # `False`: the app only enqueues and reads; the workers run apart (`cdemo worker --tasks app:tasks`)
              stop_timeout:float=10, # seconds jobs in flight get at shutdown before they are released, queued again
              poll:float=0.1, # seconds an idle worker waits before looking again (enqueues in this process wake it at once)
              log=None): # a `logging.Logger` for the pools (default: each runtime's)

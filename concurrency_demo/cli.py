@@ -284,8 +284,12 @@ def worker(db:str='jobs.db', # the queue database: a SQLite path or a postgresql
            concurrency:int=50, # most LLM calls in flight
            cpu_workers:int=1, # processes for CPU jobs (0: none)
            latency:float=0.1, # seconds the fake LLM takes per answer
-           stop_timeout:float=10): # seconds jobs in flight get to finish at Ctrl-C before they are released
-    "Run the console's workers on the database until Ctrl-C or SIGTERM"
+           stop_timeout:float=10, # seconds jobs in flight get to finish at Ctrl-C before they are released
+           tasks:str=None, # `module:name` of your own `Tasks` registry (as uvicorn names an app): run its pools, not the console's
+           threads:int=4, # with --tasks: worker threads per queue of sync tasks
+           processes:int=0): # with --tasks: worker processes per queue of sync tasks (when --threads is 0)
+    "Run the console's workers, or your own registry's (`--tasks app:tasks`), until Ctrl-C or SIGTERM"
+    if tasks: return _task_workers(tasks, threads, concurrency, processes, stop_timeout)
     from concurrency_demo.app import ConsoleWorkers
     _db_ok(db)
     stop = threading.Event()
@@ -302,3 +306,27 @@ def worker(db:str='jobs.db', # the queue database: a SQLite path or a postgresql
     finally:
         _stop_fake(fake)
         for s,h in old.items(): signal.signal(s, h)
+
+# %% ../nbs/06a_cli.ipynb #675fb041
+def _load_tasks(spec:str):
+    "The `Tasks` registry that `module:name` names, imported with the working directory on the path (as uvicorn finds an app)"
+    mod,_,name = spec.partition(':')
+    if not mod or not name.isidentifier(): raise ValueError(f"--tasks takes module:name, like app:tasks, got {spec!r}")
+    if os.getcwd() not in sys.path: sys.path.insert(0, os.getcwd())
+    import importlib
+    try: m = importlib.import_module(mod)
+    except ImportError as e: raise ValueError(f"--tasks: can't import {mod!r} (from the working directory or the installed packages): {e}") from None
+    from concurrency_demo.tasks import Tasks
+    if not isinstance(t := getattr(m, name, None), Tasks): raise ValueError(f"--tasks: {spec} is {type(t).__name__}, not a Tasks registry")
+    return t
+
+def _task_workers(spec, threads, concurrency, processes, stop_timeout):
+    "Run the pools of the registry `spec` names, as its app's lifespan would, until Ctrl-C or SIGTERM"
+    import re
+    from concurrency_demo.asgi import plan_pools, run_workers
+    t = _load_tasks(spec)
+    plan = plan_pools(t, threads, concurrency, processes)
+    where = re.sub(r':[^:@/]*@', ':***@', t.url)
+    print(f"Workers of {spec} on {where}: " + ', '.join(f'queue {q} on {k}' for q,k in plan.items()) + '. Ctrl-C to stop.', flush=True)
+    run_workers(t, threads=threads, concurrency=concurrency, processes=processes, stop_timeout=stop_timeout)
+    print("Stopped.", flush=True)

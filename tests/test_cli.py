@@ -132,3 +132,44 @@ def test_worker_apart(tmp_path):
         assert stop(srv)[0] == 0
     q = open_queue(db, name='llm')
     assert q.stats() == dict(queued=0, running=0, done=10, dead=0, cancelled=0)
+
+APP = '''
+import asyncio
+from concurrency_demo import Tasks
+tasks = Tasks('jobs.db')
+@tasks.task
+def double(n: int) -> int: return 2*n
+@tasks.task(queue='io')
+async def adouble(n: int) -> int: await asyncio.sleep(0.01); return 2*n
+@tasks.task(queue='slow')
+def nap(s: float) -> float:
+    import time; time.sleep(s); return s
+'''
+
+def test_worker_runs_your_tasks(tmp_path):
+    "`cdemo worker --tasks app:tasks`, in the app's folder, runs the registry's pools (threads and the event loop); SIGTERM stops it, releasing what runs"
+    (tmp_path/'app.py').write_text(APP)
+    p = subprocess.Popen([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'worker', '--tasks', 'app:tasks', '--threads', '2',
+                          '--stop-timeout', '1'],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line.startswith('Workers of app:tasks on jobs.db: queue default on threads, queue io on async, queue slow on threads'), (line, p.stderr.read() if not line else '')
+    sys.path.insert(0, str(tmp_path)); cwd = os.getcwd(); os.chdir(tmp_path)
+    try:
+        import importlib, app; importlib.reload(app)
+        hs = [app.double.enqueue(i) for i in range(5)] + [app.adouble.enqueue(21)]
+        assert [h.result(timeout=30) for h in hs] == [0, 2, 4, 6, 8, 42]
+        slow = app.nap.enqueue(30)
+        wait_until(lambda: slow.status == 'running', timeout=20)
+        code,out,err = stop(p)
+        assert code == 0 and out.strip().endswith('Stopped.') and slow.status == 'queued', (code, out, err)
+    finally:
+        os.chdir(cwd); sys.path.remove(str(tmp_path)); sys.modules.pop('app', None)
+        if p.poll() is None: p.kill()
+
+@pytest.mark.parametrize('spec', ['app', 'nope:tasks', 'app:double', 'app:missing'])
+def test_worker_tasks_bad_spec(spec, tmp_path):
+    "A --tasks that doesn't name a Tasks registry is a one-line error, exit 2"
+    (tmp_path/'app.py').write_text(APP)
+    r = subprocess.run([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'worker', '--tasks', spec], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith('cdemo: error: worker: --tasks') and r.stderr.count('\n') == 1, r.stderr
