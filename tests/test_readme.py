@@ -73,6 +73,8 @@ def test_own_app_snippets_run_as_written(tmp_path):
         assert r.status_code == 202
         assert httpx2.get(f"{u}/reports/{r.json()['id']}", timeout=30).json() == {'status': 'done', 'result': {'pages': 3}}
         assert httpx2.get(u + '/reports/999').status_code == 404
+        dash = httpx2.get(u + '/jobs/', timeout=30)
+        assert dash.status_code == 200 and 'report(3)' in dash.text, dash.text[:300]
         port = _free_port(); procs.append(_serve(tmp_path, 'main.py', files['main.py'], port)); u = f'http://127.0.0.1:{port}'
         assert '<form' in httpx2.get(u + '/').text
         r = httpx2.post(u + '/square', data=dict(n=7), headers={'HX-Request': 'true'}, timeout=30)
