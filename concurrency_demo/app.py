@@ -6,7 +6,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/app.html.md"""
 
 # %% auto #0
 __all__ = ['static_dir', 'htmx_config', 'queue_names', 'max_prompts', 'finished', 'row_html', 'css', 'offline_hdrs', 'add_static',
-           'offline_app', 'Queues', 'parse_prompts', 'parse_int', 'parse_cpu', 'job_text', 'job_outcome', 'job_time',
+           'offline_app', 'parse_prompts', 'parse_int', 'parse_cpu', 'job_text', 'job_outcome', 'job_time',
            'job_actions', 'job_row', 'raw_row', 'safe_row', 'RowCache', 'counts_view', 'jobs_body', 'problem',
            'llm_form', 'cpu_form', 'concurrency_form', 'page', 'make_app', 'ConsoleWorkers']
 
@@ -17,7 +17,7 @@ from fastcore.utils import *
 from fasthtml.common import *
 from starlette.exceptions import HTTPException
 import concurrency_demo
-from .store import open_queue, statuses, StoreUnavailable
+from .store import open_queue, statuses, StoreUnavailable, Queues
 from .llm import llm_config, client, ask, AskJob, check_prompt, max_prompt
 from .fakeai import FakeAI
 from .aio import AsyncWorkers
@@ -54,21 +54,6 @@ def offline_app(**kwargs):
 # %% ../nbs/06_app.ipynb #5ebc989c
 queue_names = ('llm', 'cpu')
 
-class Queues:
-    "A `Queue` per thread and queue name, opened on first use: for `def` routes, which run in Starlette's thread pool"
-    def __init__(self, url, **queue_kwargs): self.url,self.qkw,self.local,self.opened,self.lock = url,queue_kwargs,threading.local(),[],threading.Lock()
-    def __repr__(self): return f"Queues({str(self.url)!r}, {len(self.opened)} open)"
-    def __call__(self, name:str='llm'):
-        "This thread's `Queue` for queue `name`"
-        qs = self.local.__dict__.setdefault('qs', {})
-        if name not in qs:
-            qs[name] = open_queue(self.url, name=name, **self.qkw)
-            with self.lock: self.opened.append(qs[name])
-        return qs[name]
-    def close(self):
-        "Close every `Queue` opened so far; threads open fresh ones if used again"
-        with self.lock: qs,self.opened,self.local = self.opened,[],threading.local()
-        for q in qs: q.close()
 
 # %% ../nbs/06_app.ipynb #d099b637
 max_prompts = 1000    # prompts in one submission

@@ -6,7 +6,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/store.html.md"""
 
 # %% auto #0
 __all__ = ['statuses', 'Job', 'LeaseLost', 'Cancelled', 'StoreUnavailable', 'fmt_error', 'FakeClock', 'Store', 'missing_dialect',
-           'open_queue', 'parse_age']
+           'open_queue', 'Queues', 'parse_age']
 
 # %% ../nbs/00a_store.ipynb #c61328f4
 import importlib, json, math, os, random, re, socket, threading, time, traceback, uuid
@@ -492,6 +492,23 @@ def open_queue(url, **kwargs):
     "Open the queue at `url`: a SQLite path, `sqlite:///path`, or `postgresql://…`"
     cls,loc = _store(url)
     return cls(loc, **kwargs)
+
+# %% ../nbs/00a_store.ipynb #bee77e8d
+class Queues:
+    "A store per thread and queue name over the database at `url`, opened on first use: for `def` routes, which run on a pool of threads"
+    def __init__(self, url, **queue_kwargs): self.url,self.qkw,self.local,self.opened,self.lock = url,queue_kwargs,threading.local(),[],threading.Lock()
+    def __repr__(self): return f"Queues({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, {len(self.opened)} open)"
+    def __call__(self, name:str='default'):
+        "This thread's store for queue `name`"
+        qs = self.local.__dict__.setdefault('qs', {})
+        if name not in qs:
+            qs[name] = open_queue(self.url, name=name, **self.qkw)
+            with self.lock: self.opened.append(qs[name])
+        return qs[name]
+    def close(self):
+        "Close every store opened so far; threads open fresh ones if used again"
+        with self.lock: qs,self.opened,self.local = self.opened,[],threading.local()
+        for q in qs: q.close()
 
 # %% ../nbs/00a_store.ipynb #1cd02a3e
 Store.find_dialect = dict(p=':{}', task="json_extract(data, '$.task')")  # SQLite's; PostgreSQL's is in lesson 09
