@@ -8,9 +8,9 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/bench_runtimes.html.md
 __all__ = ['sleep_job', 'spin_job', 'time_workers', 'bench_threads', 'bench_table', 'plot_timelines', 'bench_llm', 'llm_table',
            'plot_llm', 'start_cost', 'bench_procs', 'procs_table', 'md_table', 'plot_procs', 'bench_console',
            'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg',
-           'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks', 'pickup', 'signal_costs',
-           'bench_latency', 'latency_table', 'plot_latency', 'drain_pool', 'one_at_a_time', 'cpu_speedups',
-           'bench_throughput', 'throughput_table', 'plot_throughput', 'speed_note']
+           'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks', 'pickup', 'peer_pickup',
+           'signal_costs', 'bench_latency', 'latency_table', 'plot_latency', 'drain_pool', 'one_at_a_time',
+           'cpu_speedups', 'bench_throughput', 'throughput_table', 'plot_throughput', 'speed_note']
 
 # %% ../nbs/08a_bench_runtimes.ipynb #db6dab43
 import asyncio, dataclasses, importlib, json, math, os, re, shutil, statistics, tempfile, threading, time, uuid
@@ -797,6 +797,48 @@ def pickup(url, kind:str, across:bool, n:int=500, gap:float=0.01, idle:float=5)-
     if len(lat) < n: raise RuntimeError(f"only {len(lat)} of {n} pickup jobs were done")
     return dict(_pcts(lat), idle_cpu_pct=round(idle_pct, 2))
 
+# %% ../nbs/08a_bench_runtimes.ipynb #f55b51e4
+async def _pgqueuer_pickup_host(url, ready, stop, out):
+    "pgqueuer's own worker (`QueueManager.run`), whose entrypoint reports how long after its enqueue each job started"
+    import psycopg
+    from pgqueuer import QueueManager, PsycopgDriver, Queries
+    c = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    qm = QueueManager(Queries(PsycopgDriver(c)))
+    @qm.entrypoint('pickup')
+    async def pickup(job): out.put(time.time() - float(job.payload.decode()))
+    run = asyncio.ensure_future(qm.run())
+    await asyncio.sleep(0.5); ready.set()
+    await asyncio.to_thread(stop.wait)
+    run.cancel()
+
+def _peer_host(lib, url, ready, stop, out):
+    "Another process: run `lib`'s own worker at `url` until `stop` is set"
+    asyncio.run(globals()[f'_{lib}_pickup_host'](url, ready, stop, out))
+
+def peer_pickup(lib:str, url, n:int=500, gap:float=0.01)->dict:
+    "Pickup latency (p50, p99, max) of `n` no-op jobs `gap` s apart through `lib`'s own worker in another process (pgqueuer)"
+    import psycopg
+    from pgqueuer import Queries, PsycopgDriver
+    from fastcore.aio import run_sync  # a loop of its own, also where one is running (a notebook)
+    run_sync(_pgqueuer_setup(url, 0))
+    ctx = multiprocessing.get_context('spawn')
+    ready,stop,out = ctx.Event(),ctx.Event(),ctx.Queue()
+    p = ctx.Process(target=_mine('_peer_host'), args=(lib, str(url), ready, stop, out), daemon=True); p.start()
+    try:
+        if not ready.wait(60): raise RuntimeError(f"{lib}'s worker didn't start")
+        async def send():
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
+                q,t0 = Queries(PsycopgDriver(c)),time.monotonic()
+                for i in range(n):
+                    await asyncio.sleep(max(0, t0 + i*gap - time.monotonic()))
+                    await q.enqueue('pickup', str(time.time()).encode())
+        run_sync(send())
+        lat = [out.get(timeout=30) for _ in range(n)]
+    finally:
+        stop.set(); p.join(10)
+        if p.is_alive(): p.terminate(); p.join(5)
+    return _pcts(lat)
+
 # %% ../nbs/08a_bench_runtimes.ipynb #98215aad
 _latency_goals = {'same process': (2, 10), 'across processes': (5, 20), 'round trip, same process': (5, None), 'round trip, across processes': (10, None)}
 
@@ -839,7 +881,11 @@ def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead o
                     with (ThreadWorkers(loc, t, n=2) if place == 'same process' else ProcessWorkers(loc, t, n=2)):
                         _round_trips(t, 5)  # warm: connections, the waiter thread
                         trip[f'{store}, {place}'] = _pcts(_round_trips(t, trips))
-        return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick, round_trip=trip, goals=_latency_goals,
+        peers = {}
+        if importlib.util.find_spec('pgqueuer') is None: peers['pgqueuer'] = 'not installed'
+        else:
+            with where('postgres') as loc: peers['postgres, pgqueuer, across processes'] = peer_pickup('pgqueuer', loc, n)
+        return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick, round_trip=trip, goals=_latency_goals, peers=peers,
                     signal=signal_costs(tmp, 0.3 if quick else 5))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #25be21ef
@@ -853,6 +899,7 @@ def latency_table(res:dict)->str:
     rows = [f"| pickup: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal(k)[0])} | {v['p99_ms']}{ok(v['p99_ms'], _goal(k)[1])} | {v['idle_cpu_pct']}{ok(v['idle_cpu_pct'], 1)} |"
             for k,v in res['pickup'].items()]
     rows += [f"| round trip: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal('round trip, '+k.split(', ')[1])[0])} | {v['p99_ms']} | |" for k,v in res['round_trip'].items()]
+    rows += [f"| pickup, peer: {k} | {v['p50_ms']} | {v['p99_ms']} | |" for k,v in res.get('peers', {}).items() if isinstance(v, dict)]
     return '\n'.join(['| case | p50 ms | p99 ms | idle CPU % of a core |', '|---|---:|---:|---:|', *rows])
 
 # %% ../nbs/08a_bench_runtimes.ipynb #99861a24
@@ -987,7 +1034,8 @@ def speed_note(lat:dict, thr:dict)->str:
     c = thr['cpu']
     rows.append(f"| `ProcessWorkers(n=2)`'s speedup ÷ `Pool(2)`'s, {c['jobs']} × {c['job']}, start-up included | ≥ 0.95 | {c['ratio']} ({c['speedup']['process_workers']}× ÷ {c['speedup']['pool']}×) | {ok(c['ratio'] >= 0.95)} |")
     peers = [f"{k.split(', ')[1]} {v['rate']:,} jobs/s" for k,v in thr.get('peers', {}).items() if isinstance(v, dict)]
+    picks = [f"{k.split(', ')[1]} p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms" for k,v in lat.get('peers', {}).items() if isinstance(v, dict)]
     m,mt = lat['machine'],thr['machine']
     return '\n'.join(['| target | goal | measured | |', '|---|---|---|---|', *rows, '',
-        f"Peers in the same run, draining {', '.join(peers) or '(none installed)'} on PostgreSQL with their own worker loop, one process each. "
-        f"Load average at the start: {m.get('load', ['?'])[0]} (latency), {mt.get('load', ['?'])[0]} (throughput), on {m.get('cpus')} cores."])
+        f"Peers in the same run, draining {', '.join(peers) or '(none installed)'} on PostgreSQL with their own worker loop, one process each; pickup across processes: {', '.join(picks) or '(not measured)'}. "
+        f"Load average (1 min) as each section recorded it: {m.get('load', ['?'])[0]} (latency), {mt.get('load', ['?'])[0]} (throughput), on {m.get('cpus')} cores."])
