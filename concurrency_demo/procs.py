@@ -77,6 +77,18 @@ def mp_context(method:str='forkserver'):
     if method == 'forkserver': ctx.set_forkserver_preload(['concurrency_demo.procs'])
     return ctx
 
+def _in_forkserver()->bool:
+    "Is this module being preloaded by a forkserver (its `main` on the stack)?"
+    f = sys._getframe()
+    while f is not None:
+        if f.f_code.co_name == 'main' and f.f_code.co_filename.endswith('forkserver.py'): return True
+        f = f.f_back
+    return False
+
+# A `SIGTERM` to the whole process group (systemd, `timeout`, a container's init) would end the forkserver, and with it the
+# parent's only way to read its children's exit codes (each would read as 255, a crash): it ignores it, and ends with the parent
+if _in_forkserver(): signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
 # %% ../nbs/04_processes.ipynb #93c68bfd
 class _Flag:
     "A flag in shared memory with `threading.Event`'s `set`, `is_set` and `wait` (by polling), and no semaphore"
@@ -149,7 +161,7 @@ def _end_cancelled(job):
 
 def _child(sh:_Shared, i:int, name:str, conn):
     "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop, or its share is done"
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # the parent decides when its children stop
     threading.Thread(target=_watch_parent, args=(conn,), daemon=True).start()
     log = logging.getLogger(sh.logname)
     log.setLevel(sh.loglevel)  # the parent's logger's level: what it silences, the children don't print
@@ -277,14 +289,12 @@ def _watch(self:ProcessWorkers):
 # %% ../nbs/04_processes.ipynb #651e6af6
 @patch
 def _finish(self:ProcessWorkers, end):
-    "Wait for the children until `end`; terminate (then kill) those still running"
+    "Wait for the children until `end`; kill those still running (they ignore `SIGTERM`: the parent stops them)"
     if self.monitor and self.monitor is not threading.current_thread(): self.monitor.join()
     for p in self.procs: p.join(max(0, end-time.monotonic()))
     late = [p for p in self.procs if p.is_alive()]
-    for p in late: p.terminate()
-    for p in late:
-        p.join(1)
-        if p.is_alive(): p.kill(); p.join()
+    for p in late: p.kill()
+    for p in late: p.join()
 
 @patch
 def _late(self:ProcessWorkers)->list:

@@ -173,3 +173,20 @@ def test_worker_tasks_bad_spec(spec, tmp_path):
     (tmp_path/'app.py').write_text(APP)
     r = subprocess.run([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'worker', '--tasks', spec], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith('cdemo: error: worker: --tasks') and r.stderr.count('\n') == 1, r.stderr
+
+def test_serve_sigterm_to_the_group(tmp_path):
+    "SIGTERM to the whole process group (systemd, `timeout`, a container's init) stops `cdemo serve` cleanly: its worker processes leave the shutdown to it, none is restarted or reported crashed, no job is left running"
+    db = tmp_path/'jobs.db'
+    p = subprocess.Popen([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'serve', '--db', str(db), '--port', '0', '--cpu-workers', '2',
+                          '--stop-timeout', '0.5'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        url = url_of(p.stdout.readline())
+        urllib.request.urlopen(urllib.request.Request(url + '/cpu', data=b'fn=busy&arg=20000&count=2', method='POST'), timeout=10)
+        q = open_queue(db, name='cpu')
+        wait_until(lambda: q.stats()['running'] == 2)
+        os.killpg(p.pid, signal.SIGTERM)
+        out,err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 0 and out.strip() == 'Stopped.' and 'exited with code' not in err and 'Traceback' not in err, (p.returncode, out, err)
+    assert q.stats() == dict(queued=2, running=0, done=0, dead=0, cancelled=0)
