@@ -85,9 +85,10 @@ def _in_forkserver()->bool:
         f = f.f_back
     return False
 
-# A `SIGTERM` to the whole process group (systemd, `timeout`, a container's init) would end the forkserver, and with it the
-# parent's only way to read its children's exit codes (each would read as 255, a crash): it ignores it, and ends with the parent
-if _in_forkserver(): signal.signal(signal.SIGTERM, signal.SIG_IGN)
+# A signal to the parent's whole process group (`SIGTERM` from `timeout` or a shell's `kill -- -PGID`) would end the forkserver,
+# and with it the parent's only way to read its children's exit codes (each would read as 255, a crash): the forkserver, and the
+# workers it forks, get a process group of their own. They end with the parent all the same (their pipes to it close).
+if _in_forkserver(): os.setpgid(0, 0)
 
 # %% ../nbs/04_processes.ipynb #93c68bfd
 class _Flag:
@@ -161,7 +162,7 @@ def _end_cancelled(job):
 
 def _child(sh:_Shared, i:int, name:str, conn):
     "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop, or its share is done"
-    for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_IGN)  # the parent decides when its children stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(conn,), daemon=True).start()
     log = logging.getLogger(sh.logname)
     log.setLevel(sh.loglevel)  # the parent's logger's level: what it silences, the children don't print
@@ -289,12 +290,14 @@ def _watch(self:ProcessWorkers):
 # %% ../nbs/04_processes.ipynb #651e6af6
 @patch
 def _finish(self:ProcessWorkers, end):
-    "Wait for the children until `end`; kill those still running (they ignore `SIGTERM`: the parent stops them)"
+    "Wait for the children until `end`; terminate (then kill) those still running"
     if self.monitor and self.monitor is not threading.current_thread(): self.monitor.join()
     for p in self.procs: p.join(max(0, end-time.monotonic()))
     late = [p for p in self.procs if p.is_alive()]
-    for p in late: p.kill()
-    for p in late: p.join()
+    for p in late: p.terminate()
+    for p in late:
+        p.join(1)
+        if p.is_alive(): p.kill(); p.join()
 
 @patch
 def _late(self:ProcessWorkers)->list:
