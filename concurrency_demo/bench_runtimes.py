@@ -411,7 +411,8 @@ def bench_console(quick:bool=False, # 50 jobs, 50 requests, 10 while blocked, in
     "`GET /` latency (p50, p99) while LLM jobs run through the console's workers, and again while a blocking route is being called"
     import httpx2
     from fasthtml.common import P
-    from concurrency_demo.app import make_app, Queues
+    from concurrency_demo.app import make_app
+    from concurrency_demo.store import Queues
     from concurrency_demo.llm import llm_config, client, ask
     from concurrency_demo.fakeai import FakeAI
     n,n_blocked = (50, 10) if quick else (200, 200)
