@@ -13,7 +13,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from fastcore.utils import *
 from .store import open_queue, Cancelled, _num, _on_enqueued
-from .worker import Workers, Heartbeat, _idle, settle, _held, _Outage, _opt, _stops, _current, JobContext
+from .worker import Workers, Heartbeat, _idle, settle, _held, _Outage, _opt, _stops
+from .worker import _current, JobContext
 
 # %% ../nbs/03_async.ipynb #0c2a9828
 logger = logging.getLogger('concurrency_demo.aio')
@@ -100,7 +101,7 @@ def _is_async(f): return inspect.iscoroutinefunction(f) or inspect.iscoroutinefu
 class AsyncWorkers(Workers):
     "Run `await ahandler(data)` on the jobs of queue `queue` at `url`, at most `concurrency` at once, on one event loop"
     def __init__(self, url, # the queue's location: a path, `sqlite:///path` or `postgresql://…`
-                 ahandler, # `async def ahandler(data) -> result`; if it has `__aenter__`, it's entered on the loop that runs it
+                 ahandler, # `async def ahandler(data) -> result`; one with `__aenter__` is entered on the loop
                  concurrency:int=50, # most jobs in flight; 0 runs one at a time, in the caller (`await w.run()`)
                  queue:str='default', # the name of the queue in the database that these workers serve
                  poll:float=0.1, # seconds to wait before looking again when no job is ready
@@ -108,15 +109,23 @@ class AsyncWorkers(Workers):
                  worker:str=None, # this worker's id (default: host-pid-random)
                  log=None, # a `logging.Logger` (default: `concurrency_demo.aio`)
                  **queue_kwargs): # passed to `open_queue`
-        arun = ahandler.arun if _is_async(getattr(ahandler, 'arun', None)) else ahandler  # a registry of tasks (`Tasks`) runs through its `arun`
-        if not _is_async(arun): raise TypeError(f"ahandler must be an async function (`async def`), or have an async `arun`, got {ahandler!r}")
+        # a registry of tasks (`Tasks`) runs through its `arun`
+        arun = ahandler.arun if _is_async(getattr(ahandler, 'arun', None)) else ahandler
+        if not _is_async(arun):
+            raise TypeError(f"ahandler must be an async function (`async def`) or have an async `arun`, "
+                            f"got {ahandler!r}")
         _num('concurrency', concurrency, integer=True)
         super().__init__(url, ahandler, 1, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
         self.ahandler,self.arun,self.concurrency,self.processed = ahandler,arun,concurrency,0
-        self.tasks,self.held,self.cancels,self.acks = {},{},set(),[]  # job id -> its task (touched on the loop); job id -> Job claimed and not yet settled (on the db thread)
+        # tasks: job id -> its task (touched on the loop); held: job id -> Job claimed and not yet settled (on the
+        # database thread)
+        self.tasks,self.held,self.cancels,self.acks = {},{},set(),[]
         self.loop = self.thread = self.closing = None
 
-    def __repr__(self): return f"AsyncWorkers({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, {getattr(self.ahandler, '__name__', type(self.ahandler).__name__)}, concurrency={self.concurrency}, queue={self.queue!r})"
+    def __repr__(self):
+        url = re.sub(r':[^:@/]*@', ':***@', str(self.url))
+        name = getattr(self.ahandler, '__name__', type(self.ahandler).__name__)
+        return f"AsyncWorkers({url!r}, {name}, concurrency={self.concurrency}, queue={self.queue!r})"
     async def __aenter__(self): return await self.astart()
     async def __aexit__(self, *a): await self.astop()
     def _counts(self): return {self.worker: self.processed}, self.failed, len(self.tasks)
@@ -137,9 +146,11 @@ def _drop(self:AsyncWorkers, job):
 @patch
 def _open(self:AsyncWorkers):
     self.q = open_queue(self.url, worker=self.worker, **self.qkw)
-    try: self.hb = Heartbeat(self.url, log=self.log, worker=f'{self.worker}-hb', on_cancel=self._on_cancel, **self.qkw).start()
+    try: self.hb = Heartbeat(self.url, log=self.log, worker=f'{self.worker}-hb', on_cancel=self._on_cancel,
+                             **self.qkw).start()
     except Exception: self.q.close(); raise
-    self.q._listen(); _on_enqueued.append(self._poke)  # a job enqueued here, or elsewhere if the store hears it, wakes the dispatcher
+    # a job enqueued here, or elsewhere if the store hears it, wakes the dispatcher
+    self.q._listen(); _on_enqueued.append(self._poke)
 
 @patch
 def _poke(self:AsyncWorkers):
@@ -184,13 +195,13 @@ async def _db(self:AsyncWorkers, f, *args): return await self.loop.run_in_execut
 
 # %% ../nbs/03_async.ipynb #cba00f5a
 def _stopped(e:BaseException)->bool:
-    "Is `e`, raised in the current task, a real stop: the task's own cancellation, or what `_stops` says stops this thread?"
+    "Is `e`, raised in the current task, a real stop: the task's own cancellation, or what `_stops` says stops us?"
     if isinstance(e, asyncio.CancelledError): return asyncio.current_task().cancelling() > 0
     return isinstance(e, _stops())
 
 @patch
 async def _ack_later(self:AsyncWorkers, job, res)->bool:
-    "Ack `job` with the others that finish in this turn of the loop: one transaction on the database thread, each job fenced on its own"
+    "Ack `job` with the others that finish in this turn of the loop: one transaction, each job fenced on its own"
     fut = self.loop.create_future()
     self.acks.append((job, res, fut))
     if len(self.acks) == 1: asyncio.ensure_future(self._flush_acks())
@@ -211,11 +222,13 @@ def _ack_batch(self:AsyncWorkers, pairs)->list:
     for j,r in pairs:
         if self.held.get(j.id) is None: continue  # not held: cancelled meanwhile
         try: self.q._encode(r, 'Job result'); mine.append((j, r))
-        except (TypeError, ValueError, RecursionError): oks[j.id] = self._settle(j, r, None)  # it can't be stored: `settle` fails the job with why
+        # it can't be stored: `settle` fails the job with why
+        except (TypeError, ValueError, RecursionError): oks[j.id] = self._settle(j, r, None)
     for j,_ in mine: self.held.pop(j.id, None); self.hb.discard(j)
     try:
         for (j,_),e in zip(mine, self.q.ack_each([j for j,_ in mine], [r for _,r in mine])):
-            if isinstance(e, Cancelled) or j.status == 'cancelled': self.log.info("Job %s was cancelled while it ran: its outcome is dropped", j.id)
+            if isinstance(e, Cancelled) or j.status == 'cancelled':
+                self.log.info("Job %s was cancelled while it ran: its outcome is dropped", j.id)
             elif e is not None: self.log.warning("Job %s outcome dropped: %s", j.id, e)
             oks[j.id] = e is None
     except Exception:  # the database is away: one at a time, each waiting while its lease lasts
@@ -226,18 +239,23 @@ def _ack_batch(self:AsyncWorkers, pairs)->list:
 async def _run1(self:AsyncWorkers, job):
     res = err = None
     try:
-        _current.set(JobContext(self.q, job, call=self.ex.submit))  # this task's own: `current_job()`; its writes go to the database thread
+        # this task's own: `current_job()`; its writes go to the database thread
+        _current.set(JobContext(self.q, job, call=self.ex.submit))
         try: res = await self.arun(job.data)
         except BaseException as e:
-            if isinstance(e, asyncio.CancelledError) and job.id in self.cancels:  # the job was cancelled (`Queue.cancel`): it is over
+            # the job was cancelled (`Queue.cancel`): it is over
+            if isinstance(e, asyncio.CancelledError) and job.id in self.cancels:
                 self.cancels.discard(job.id)
-                if asyncio.current_task().uncancel() == 0: await self._db(self._drop, job); return  # ours was the only cancel: no stop
+                # ours was the only cancel: no stop
+                if asyncio.current_task().uncancel() == 0: await self._db(self._drop, job); return
             if _stopped(e): await self._db(self._giveback, [job]); raise
             err = e
         try: ok = await (self._ack_later(job, res) if err is None else self._db(self._settle, job, res, err))
         except Exception as e:  # the database failed us (it is away, or stayed locked): the lease brings the job back
             ok = False
-            self.log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", self.worker, job.id,
+            self.log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease "
+                           "expires)",
+                           self.worker, job.id,
                            type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
         if ok: self.processed += 1
         elif ok is not None: self.failed += 1  # `None`: handed back (`Retry`)
@@ -252,7 +270,8 @@ async def _wait(ev, timeout):
 
 @patch
 async def _dispatch(self:AsyncWorkers, until_empty):
-    out = _Outage(self.log, f"Worker {self.worker} could not claim a job", f"Worker {self.worker} claims jobs again", self.poll)
+    out = _Outage(self.log, f"Worker {self.worker} could not claim a job", f"Worker {self.worker} claims jobs again",
+                  self.poll)
     while not self.stopping.is_set():
         free = max(self.concurrency, 1) - len(self.tasks)  # read each time round: `set_concurrency` may change it
         if free <= 0:
@@ -315,7 +334,8 @@ async def _shutdown(self:AsyncWorkers, timeout):
 @patch
 async def _close(self:AsyncWorkers, timeout):
     self.stopping.set(); self.wake.set()
-    await asyncio.to_thread(self._on_stop)  # the handler's hook (lesson 01a), off the loop: it may wait for a thread of its own
+    # the handler's hook (lesson 01a), off the loop: it may wait for a thread of its own
+    await asyncio.to_thread(self._on_stop)
     await self.dispatched.wait()
     pend = set(self.tasks.values())
     if pend and timeout != 0: _,pend = await asyncio.wait(pend, timeout=timeout)
@@ -362,7 +382,8 @@ def start(self:AsyncWorkers, until_empty:bool=False):
     if self.concurrency == 0:
         try: asyncio.get_running_loop()
         except RuntimeError: asyncio.run(self.run(until_empty=True)); return self
-        raise RuntimeError("concurrency=0 runs the jobs on the caller's event loop, which is busy running this code: use `await w.run()`")
+        raise RuntimeError("concurrency=0 runs the jobs on the caller's event loop, which is busy running this code: "
+                           "use `await w.run()`")
     ready,err = threading.Event(),[]
     async def _owned():
         try: await self.astart(until_empty)
@@ -377,7 +398,8 @@ def start(self:AsyncWorkers, until_empty:bool=False):
 @patch
 def _call(self:AsyncWorkers, coro, name):
     "Run `coro` on the workers' loop from another thread, and wait for it"
-    if _on(self.loop): coro.close(); raise RuntimeError(f"{name}() would block the loop the workers run on: use `await w.a{name}()`")
+    if _on(self.loop):
+        coro.close(); raise RuntimeError(f"{name}() would block the loop the workers run on: use `await w.a{name}()`")
     try: return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
     except RuntimeError: coro.close()  # that loop has already closed: the workers had stopped
 
@@ -400,12 +422,14 @@ def join(self:AsyncWorkers, timeout:float=None):
 @patch
 def drain(self:AsyncWorkers, timeout:float=None)->bool:
     "Wait until the queue has no job queued or running; `False` if `timeout` seconds pass first"
-    if self.loop is not None and _on(self.loop): raise RuntimeError("drain() would block the loop the workers run on: use `await w.adrain()`")
+    if self.loop is not None and _on(self.loop):
+        raise RuntimeError("drain() would block the loop the workers run on: use `await w.adrain()`")
     return Workers.drain(self, timeout)
 
 @patch
 def _check(self:AsyncWorkers, s):
-    if self.started and getattr(self, 'finished', None) and self.finished.is_set(): raise RuntimeError(f"{self!r} has stopped, with jobs left: {s}")
+    if self.started and getattr(self, 'finished', None) and self.finished.is_set():
+        raise RuntimeError(f"{self!r} has stopped, with jobs left: {s}")
 
 @patch
 async def adrain(self:AsyncWorkers, timeout:float=None)->bool:
