@@ -19,16 +19,16 @@ logger = logging.getLogger('concurrency_demo.threads')
 
 # %% ../nbs/01_threads.ipynb #b9fa8ce7
 class ThreadWorkers(Workers):
-    "Run `handler` on the jobs of queue `queue` at `url` in `n` daemon threads, each with its own `Queue`; `n=0` runs in the caller"
+    "Run `handler` on the jobs of queue `queue` at `url` in `n` daemon threads, each with its own `Queue`"
     def __init__(self, url, # the queue's location: a path, `sqlite:///path` or `postgresql://…`
                  handler, # `handler(data) -> result`: the result is stored with `ack`, an exception with `fail`
                  n:int=3, # number of threads; 0 runs the same loop in the caller, until nothing is ready
                  queue:str='default', # the name of the queue in the database that these threads serve
-                 poll:float=0.1, # seconds an idle thread waits (`Queue.wait`) before looking for a job again; also how long `stop` may wait for it
-                 lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3 while it runs
+                 poll:float=0.1, # seconds an idle thread waits (`Queue.wait`) before looking again
+                 lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3
                  worker:str=None, # prefix of the worker ids (default: host-pid-random); thread `i` is `{worker}-{i}`
                  log=None, # a `logging.Logger` (default: `concurrency_demo.threads`)
-                 batch:int=32, # most jobs a thread claims at once, while they take under a millisecond each (acked together too); 1: one at a time
+                 batch:int=32, # most jobs a thread claims (and acks) at once while each takes under 1 ms
                  **queue_kwargs): # passed to `open_queue` by each thread
         super().__init__(url, handler, n, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
         self.batch = _num('batch', batch, lo=1, integer=True)
@@ -37,12 +37,13 @@ class ThreadWorkers(Workers):
 # %% ../nbs/01_threads.ipynb #4c1b1196
 @patch
 def _thread(self:ThreadWorkers, name:str):
-    "One worker thread: open its own `Queue`, report to `start`, wait for the go-ahead, then run the core's loop until `stop`"
+    "One worker thread: open its own `Queue`, report to `start`, wait for the go-ahead, run the core's loop"
     try: q = open_queue(self.url, worker=name, **self.qkw)
     except Exception as e: self.errors.append(e); return
     finally: self.opened.release()
     self.go.wait()
-    try: work(q, self.handler, self.stopping, self.poll, self.log, self.hb, claimed=partial(self._claimed, name), done=partial(self._done, name), batch=self.batch)
+    try: work(q, self.handler, self.stopping, self.poll, self.log, self.hb, claimed=partial(self._claimed, name),
+              done=partial(self._done, name), batch=self.batch)
     finally: q.close()
 
 # %% ../nbs/01_threads.ipynb #2d58af24
