@@ -13,7 +13,8 @@ import asyncio, os, statistics, time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from fastcore.utils import *
-if TYPE_CHECKING: from openai import OpenAI, AsyncOpenAI  # imported where a client is made: `cdemo enqueue` needn't load the SDK
+# imported where a client is made: `cdemo enqueue` needn't load the SDK
+if TYPE_CHECKING: from openai import OpenAI, AsyncOpenAI
 
 # %% ../nbs/02a_llm.ipynb #4be11769
 def default_model()->str:
@@ -27,7 +28,7 @@ class LLMConfig:
     api_key:str = field(repr=False)
     timeout:float = 30. # seconds before one call gives up (the SDK then retries it)
     max_retries:int = 2 # the SDK's retries of timeouts, connection errors, 408/409/429/5xx
-    http:str = 'aiohttp' # the async client's transport: `aiohttp` (the SDK's `DefaultAioHttpClient`) or `httpx2` (its default)
+    http:str = 'aiohttp' # the async transport: `aiohttp` (the SDK's `DefaultAioHttpClient`) or `httpx2` (its default)
 
 # %% ../nbs/02a_llm.ipynb #36e2f106
 def llm_config(llm:str=None, # `fake` or `openai` (default: `CDEMO_LLM`, else `fake`)
@@ -35,14 +36,17 @@ def llm_config(llm:str=None, # `fake` or `openai` (default: `CDEMO_LLM`, else `f
                model:str=None, # default: `default_model()`
                timeout:float=30., # seconds before one call gives up
                max_retries:int=2, # the SDK's retries
-               http:str=None)->LLMConfig: # the async client's transport: `aiohttp` or `httpx2` (default: `CDEMO_LLM_HTTP`, else `aiohttp`)
+               http:str=None)->LLMConfig: # `aiohttp` or `httpx2` (default: `CDEMO_LLM_HTTP`, else `aiohttp`)
     "The LLM to use: the local fake by default, the real API only on request and with a key"
     llm = llm or os.environ.get('CDEMO_LLM') or 'fake'
     if llm not in ('fake', 'openai'): raise ValueError(f"CDEMO_LLM (or llm=) must be 'fake' or 'openai', got {llm!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0: raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0: raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
     http = http or os.environ.get('CDEMO_LLM_HTTP') or 'aiohttp'
-    if http not in ('aiohttp', 'httpx2'): raise ValueError(f"CDEMO_LLM_HTTP (or http=) must be 'aiohttp' or 'httpx2', got {http!r}")
+    if http not in ('aiohttp', 'httpx2'):
+        raise ValueError(f"CDEMO_LLM_HTTP (or http=) must be 'aiohttp' or 'httpx2', got {http!r}")
     if llm == 'openai':
         key = os.environ.get('OPENAI_API_KEY')
         if not key: raise ValueError("CDEMO_LLM=openai needs OPENAI_API_KEY in the environment")
@@ -50,8 +54,10 @@ def llm_config(llm:str=None, # `fake` or `openai` (default: `CDEMO_LLM`, else `f
     else:
         from concurrency_demo.fakeai import running_url
         key,base_url = 'sk-fake',(base_url or os.environ.get('CDEMO_LLM_BASE_URL') or running_url())
-        if not base_url: raise ValueError("No fake LLM server: start one with `FakeAI().start()` (or `python -m concurrency_demo.fakeai`), "
-                                          "then pass its base_url or set CDEMO_LLM_BASE_URL")
+        if not base_url:
+            raise ValueError("No fake LLM server: start one with `FakeAI().start()` "
+                             "(or `python -m concurrency_demo.fakeai`), "
+                             "then pass its base_url or set CDEMO_LLM_BASE_URL")
     return LLMConfig(llm, base_url, model or default_model(), key, timeout, max_retries, http)
 
 # %% ../nbs/02a_llm.ipynb #eee191a2
@@ -63,14 +69,16 @@ def client(cfg:LLMConfig=None)->'OpenAI':
 
 # %% ../nbs/02a_llm.ipynb #3662eff7
 def aclient(cfg:LLMConfig=None)->'AsyncOpenAI':
-    "An `AsyncOpenAI` client for `cfg`, made on the running loop: use it there, and close it there (`async with aclient() as cli:`)"
+    "An `AsyncOpenAI` client for `cfg`, made on the running loop: use and close it there (`async with aclient()`)"
     try: asyncio.get_running_loop()
-    except RuntimeError: raise RuntimeError("Make the AsyncOpenAI client inside a coroutine, on the event loop that will use it "
-                                            "(its connections belong to that loop): `async with aclient() as cli: ...`") from None
+    except RuntimeError:
+        raise RuntimeError("Make the AsyncOpenAI client inside a coroutine, on the event loop that will use it "
+                           "(its connections belong to that loop): `async with aclient() as cli: ...`") from None
     from openai import AsyncOpenAI, DefaultAioHttpClient
     cfg = cfg or llm_config()
     kw = dict(http_client=DefaultAioHttpClient(timeout=cfg.timeout)) if cfg.http == 'aiohttp' else {}
-    return AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout, max_retries=cfg.max_retries, **kw)
+    return AsyncOpenAI(base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout, max_retries=cfg.max_retries,
+                       **kw)
 
 # %% ../nbs/02a_llm.ipynb #07f88df6
 def _msgs(prompt): return [{'role':'user', 'content':prompt}]
@@ -98,7 +106,9 @@ async def aask(prompt:str, cli:'AsyncOpenAI'=None, model:str=None, timeout:float
 async def astream(prompt:str, cli:'AsyncOpenAI', model:str=None, timeout:float=None, **kwargs):
     "Ask `prompt` and yield the reply's text in pieces as they arrive"
     if timeout is not None: kwargs['timeout'] = timeout
-    async for c in await cli.chat.completions.create(model=model or default_model(), messages=_msgs(prompt), stream=True, **kwargs):
+    stream = await cli.chat.completions.create(model=model or default_model(), messages=_msgs(prompt), stream=True,
+                                               **kwargs)
+    async for c in stream:
         if c.choices and c.choices[0].delta.content: yield c.choices[0].delta.content
 
 # %% ../nbs/02a_llm.ipynb #1debbdb6
@@ -115,7 +125,9 @@ class AskJob:
         self.cli = None
     async def __call__(self, data)->str:
         "The reply to `data`: a prompt, or `{'prompt': ..., 'model': ...}`"
-        if self.cli is None: raise RuntimeError("Use AskJob inside `async with` (AsyncWorkers does it for you), so its client lives on your loop")
+        if self.cli is None:
+            raise RuntimeError("Use AskJob inside `async with` (AsyncWorkers does it for you), "
+                               "so its client lives on your loop")
         if isinstance(data, dict): p,model = data.get('prompt'),data.get('model')
         else: p,model = data,None
         if not isinstance(p, str) or not p: raise ValueError(f"An LLM job needs a non-empty prompt, got {data!r}")
@@ -128,7 +140,8 @@ def check_prompt(p:str, i:int=1)->str:
     "`p` without surrounding blanks; `ValueError` if that's empty or over 32 KiB (`i` numbers it in the message)"
     p = p.strip() if isinstance(p, str) else ''
     if not p: raise ValueError("The prompt is empty" + (f" (prompt {i})" if i > 1 else ''))
-    if (n := len(p.encode())) > max_prompt: raise ValueError(f"Prompt {i} is {n:,} bytes: the limit is 32 KiB ({max_prompt:,} bytes)")
+    if (n := len(p.encode())) > max_prompt:
+        raise ValueError(f"Prompt {i} is {n:,} bytes: the limit is 32 KiB ({max_prompt:,} bytes)")
     return p
 
 # %% ../nbs/02a_llm.ipynb #3bb6d438
