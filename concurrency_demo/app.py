@@ -45,9 +45,10 @@ def add_static(app, folder=static_dir, prefix='/static'):
 
 # %% ../nbs/06_app.ipynb #5839cf5e
 def offline_app(**kwargs):
-    "`fast_app` for pages that must work offline: htmx from the app itself, no CDN, no files served from the current directory"
-    app,rt = fast_app(hdrs=offline_hdrs() + tuple(kwargs.pop('hdrs', ())), default_hdrs=False, pico=False, surreal=False,
-                      canonical=False, secret_key=secrets.token_hex(16), static_path=str(static_dir), **kwargs)
+    "`fast_app` for pages that must work offline: htmx from the app itself, no CDN, no files served from the cwd"
+    app,rt = fast_app(hdrs=offline_hdrs() + tuple(kwargs.pop('hdrs', ())), default_hdrs=False, pico=False,
+                      surreal=False, canonical=False, secret_key=secrets.token_hex(16), static_path=str(static_dir),
+                      **kwargs)
     app.routes[:] = [r for r in app.routes if getattr(r, 'path', '') != '/{fname:path}.{ext:static}']
     return add_static(app),rt
 
@@ -59,7 +60,7 @@ queue_names = ('llm', 'cpu')
 max_prompts = 1000    # prompts in one submission
 
 def parse_prompts(text:str)->list:
-    "The non-blank lines of `text`, each a prompt (`llm.check_prompt`); `ValueError` naming the problem if there are none, too many, or one is too long"
+    "The non-blank lines of `text`, each a prompt (`llm.check_prompt`); `ValueError` naming what's wrong if not"
     ps = [o for o in (text or '').splitlines() if o.strip()]
     if not ps: raise ValueError("The prompt is empty: type one prompt per line")
     if len(ps) > max_prompts: raise ValueError(f"{len(ps):,} prompts at once is too many: the limit is {max_prompts:,}")
@@ -84,7 +85,9 @@ def job_text(j)->str:
     "What job `j` asks for, in a few words"
     d = j.data
     if isinstance(d, dict) and set(d) == {'prompt'}: return str(d['prompt'])
-    if isinstance(d, dict) and d.get('fn') in cpu_fns: return f"{d['fn']}({', '.join(f'{k}={v:,}' if type(v) is int else f'{k}={v!r}' for k,v in d.items() if k != 'fn')})"
+    if isinstance(d, dict) and d.get('fn') in cpu_fns:
+        args = ', '.join(f'{k}={v:,}' if type(v) is int else f'{k}={v!r}' for k,v in d.items() if k != 'fn')
+        return f"{d['fn']}({args})"
     return json.dumps(d)
 
 def _short(s, n=300): s = str(s); return s if len(s) <= n else s[:n] + '…'
@@ -94,7 +97,8 @@ def job_outcome(j):
     if j.status == 'done': return _short(j.result if isinstance(j.result, str) else json.dumps(j.result))
     if not j.error: return ''
     last = j.error.strip().splitlines()[-1]
-    return Details(Summary(('retrying after: ' if j.status == 'queued' else '') + _short(last, 200)), Pre(_short(j.error, 4000)))
+    return Details(Summary(('retrying after: ' if j.status == 'queued' else '') + _short(last, 200)),
+                   Pre(_short(j.error, 4000)))
 
 def job_time(j)->str:
     "Seconds from submission to finish, for a finished job"
@@ -104,13 +108,16 @@ finished = ('done', 'dead', 'cancelled')  # the statuses a job ends in
 
 # %% ../nbs/06_app.ipynb #71c22a2f
 def job_actions(j):
-    if j.status in ('queued', 'running'): return Button('Cancel', hx_post=f'/jobs/{j.id}/cancel', hx_target=f'#job-{j.id}', hx_swap='outerHTML', cls='secondary')
-    if j.status in ('dead', 'cancelled'): return Button('Retry', hx_post=f'/jobs/{j.id}/retry', hx_target=f'#job-{j.id}', hx_swap='outerHTML', cls='secondary')
+    if j.status in ('queued', 'running'): return Button('Cancel', hx_post=f'/jobs/{j.id}/cancel',
+                                                        hx_target=f'#job-{j.id}', hx_swap='outerHTML', cls='secondary')
+    if j.status in ('dead', 'cancelled'): return Button('Retry', hx_post=f'/jobs/{j.id}/retry',
+                                                        hx_target=f'#job-{j.id}', hx_swap='outerHTML', cls='secondary')
     return ''
 
 def job_row(j, poll:float=0.5):
     "Job `j` as a table row; while it isn't finished the row reloads itself every `poll` seconds"
-    live = {} if j.status in finished else dict(hx_get=f'/jobs/{j.id}', hx_trigger=f'every {int(poll*1000)}ms', hx_swap='outerHTML')
+    live = {} if j.status in finished else dict(hx_get=f'/jobs/{j.id}', hx_trigger=f'every {int(poll*1000)}ms',
+                                                hx_swap='outerHTML')
     return Tr(Td(j.id), Td(j.queue), Td(_short(job_text(j), 200), cls='what'), Td(j.status, cls=f'status {j.status}'),
               Td(f'{j.attempts}/{j.max_attempts}'), Td(job_time(j)), Td(job_outcome(j), cls='out'), Td(job_actions(j)),
               id=f'job-{j.id}', **live)
@@ -118,11 +125,13 @@ def job_row(j, poll:float=0.5):
 # %% ../nbs/06_app.ipynb #5841fb85
 def raw_row(j):
     "A row for a job that `job_row` can't render: its raw fields as JSON, so the page still loads"
-    raw = json.dumps({k: getattr(j, k, None) for k in ('id', 'queue', 'status', 'data', 'result', 'error')}, default=repr)
-    return Tr(Td(getattr(j, 'id', '?')), Td(getattr(j, 'queue', '?')), Td(Code(_short(raw, 2000)), colspan=6, cls='what raw'), id=f'job-{getattr(j, "id", "x")}')
+    raw = json.dumps({k: getattr(j, k, None) for k in ('id', 'queue', 'status', 'data', 'result', 'error')},
+                     default=repr)
+    return Tr(Td(getattr(j, 'id', '?')), Td(getattr(j, 'queue', '?')),
+              Td(Code(_short(raw, 2000)), colspan=6, cls='what raw'), id=f'job-{getattr(j, "id", "x")}')
 
 def safe_row(j, poll:float=0.5):
-    "`job_row(j)` rendered, or `raw_row(j)` if job data that isn't the shape the page expects makes it fail: one odd row never breaks a page"
+    "`job_row(j)` rendered, or `raw_row(j)` if the job's data makes it fail: one odd row never breaks a page"
     try: return to_xml(job_row(j, poll))
     except Exception: return to_xml(raw_row(j))
 
@@ -141,17 +150,19 @@ class RowCache:
 
 # %% ../nbs/06_app.ipynb #b422cb6b
 def counts_view(counts:dict, oob:bool=False):
-    "Jobs per status and queue, refreshed every second; `oob` for a copy sent beside another answer (htmx swaps it in place of `#counts`)"
+    "Jobs per status and queue, refreshed every second; `oob` for a copy sent beside another answer (into `#counts`)"
     names = list(dict.fromkeys([*queue_names, *counts]))
     rows = [Tr(Th(n), *[Td(counts.get(n, {}).get(s, 0), cls=f'status {s}') for s in statuses]) for n in names]
-    return Div(Table(Thead(Tr(Th('queue'), *map(Th, statuses))), Tbody(*rows)), id='counts', hx_get='/counts', hx_trigger='every 1s', hx_swap='outerHTML', **({'hx_swap_oob': 'true'} if oob else {}))
+    return Div(Table(Thead(Tr(Th('queue'), *map(Th, statuses))), Tbody(*rows)), id='counts', hx_get='/counts',
+               hx_trigger='every 1s', hx_swap='outerHTML', **({'hx_swap_oob': 'true'} if oob else {}))
 
 row_html = RowCache()
 def jobs_body(jobs, poll:float=0.5): return Tbody(*[row_html(j, poll) for j in jobs], id='jobs')
 
 def problem(msg:str, status:int=400):
     "An error answer: `msg` in the page's message area (via `HX-Retarget`), and the status code"
-    return HTMLResponse(to_xml(P(msg, cls='error')), status_code=status, headers={'HX-Retarget': '#msg', 'HX-Reswap': 'innerHTML'})
+    return HTMLResponse(to_xml(P(msg, cls='error')), status_code=status,
+                        headers={'HX-Retarget': '#msg', 'HX-Reswap': 'innerHTML'})
 
 # %% ../nbs/06_app.ipynb #674d113d
 _form = dict(hx_target='#jobs', hx_swap='outerHTML', enctype='application/x-www-form-urlencoded',
@@ -163,25 +174,32 @@ def llm_form():
 
 def cpu_form():
     opts = [Option(f'{k}({a})', value=k, selected=k == 'count_primes') for k,(_,a,_) in cpu_fns.items()]
-    return Form(Label('Function', Select(*opts, name='fn')), Label('Argument', Input(name='arg', value='200000', inputmode='numeric')),
-                Label('Jobs', Input(name='count', value='4', inputmode='numeric')), Button('Run CPU jobs'), hx_post='/cpu', id='cpu-form', **_form)
+    return Form(Label('Function', Select(*opts, name='fn')),
+                Label('Argument', Input(name='arg', value='200000', inputmode='numeric')),
+                Label('Jobs', Input(name='count', value='4', inputmode='numeric')), Button('Run CPU jobs'),
+                hx_post='/cpu', id='cpu-form', **_form)
 
 def concurrency_form(n):
     "Change how many LLM calls the workers in this process make at once"
-    return Form(Label('LLM calls in flight', Input(name='concurrency', value=str(n), inputmode='numeric')), Button('Set'),
-                hx_post='/concurrency', hx_target='#msg', hx_swap='innerHTML', id='concurrency-form', enctype='application/x-www-form-urlencoded')
+    return Form(Label('LLM calls in flight', Input(name='concurrency', value=str(n), inputmode='numeric')),
+                Button('Set'), hx_post='/concurrency', hx_target='#msg', hx_swap='innerHTML', id='concurrency-form',
+                enctype='application/x-www-form-urlencoded')
 
 # %% ../nbs/06_app.ipynb #7efcb31e
 css = Style("""
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
 form { display: flex; gap: .75rem; align-items: end; flex-wrap: wrap; margin: .5rem 0 1rem; }
 label { display: flex; flex-direction: column; font-size: .85rem; gap: .2rem; }
-textarea { width: 34rem; max-width: 90vw; font: inherit; } input, select { width: 7rem; font: inherit; } select { width: auto; }
+textarea { width: 34rem; max-width: 90vw; font: inherit; }
+input, select { width: 7rem; font: inherit; } select { width: auto; }
 button { padding: .35rem .8rem; font: inherit; cursor: pointer; }
-table { border-collapse: collapse; width: 100%; font-size: .9rem; } th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #ddd; vertical-align: top; }
+table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #ddd; vertical-align: top; }
 #counts table { width: auto; margin-bottom: 1rem; } td.what, td.out { max-width: 24rem; overflow-wrap: anywhere; }
-.status.done { color: #17692f; } .status.dead { color: #b3261e; } .status.running { color: #8a5a00; } .status.queued { color: #555; } .status.cancelled { color: #6b4f9e; }
-.error { color: #b3261e; font-weight: 600; } #msg:empty { display: none; } pre { white-space: pre-wrap; font-size: .75rem; }
+.status.done { color: #17692f; } .status.dead { color: #b3261e; } .status.running { color: #8a5a00; }
+.status.queued { color: #555; } .status.cancelled { color: #6b4f9e; }
+.error { color: #b3261e; font-weight: 600; } #msg:empty { display: none; }
+pre { white-space: pre-wrap; font-size: .75rem; }
 """)
 
 @functools.cache
@@ -189,9 +207,12 @@ def _forms(): return NotStr(to_xml(llm_form()) + to_xml(cpu_form()))  # they nev
 
 def page(counts, jobs, limit=50, poll=0.5, concurrency=None):
     return (Title('Job console'), css,
-            Main(H1('Job console'), P(f'Jobs go to a queue in the database; workers run them. The newest {limit} are shown.'),
-                 Div(id='msg', role='alert'), _forms(), concurrency_form(concurrency) if concurrency else '', counts_view(counts),
-                 Table(Thead(Tr(*map(Th, ['id', 'queue', 'job', 'status', 'attempts', 'time', 'result or error', '']))), jobs_body(jobs, poll))))
+            Main(H1('Job console'),
+                 P(f'Jobs go to a queue in the database; workers run them. The newest {limit} are shown.'),
+                 Div(id='msg', role='alert'), _forms(), concurrency_form(concurrency) if concurrency else '',
+                 counts_view(counts),
+                 Table(Thead(Tr(*map(Th, ['id', 'queue', 'job', 'status', 'attempts', 'time', 'result or error', '']))),
+                       jobs_body(jobs, poll))))
 
 # %% ../nbs/06_app.ipynb #cb2adb3e
 def _lifespan(db, cfg, concurrency, cpu_workers, workers, poll, stop_timeout, queues):
@@ -200,7 +221,8 @@ def _lifespan(db, cfg, concurrency, cpu_workers, workers, poll, stop_timeout, qu
         try:
             if workers:
                 ws.append(await AsyncWorkers(db, AskJob(cfg), concurrency=concurrency, poll=poll, queue='llm').astart())
-                if cpu_workers: ws.append(await asyncio.to_thread(ProcessWorkers(db, cpu_job, n=cpu_workers, poll=poll, queue='cpu').start))
+                if cpu_workers: ws.append(await asyncio.to_thread(ProcessWorkers(db, cpu_job, n=cpu_workers, poll=poll,
+                                                                                 queue='cpu').start))
             yield
         finally:
             for w in reversed(ws):
@@ -225,17 +247,22 @@ def make_app(db='jobs.db', # the queue database: a SQLite path (its folder must 
     cfg = llm_config(llm, base_url, model) if workers else None
     qs = Queues(db)
     qs('llm')  # fail now if the database can't be opened
-    app,rt = offline_app(lifespan=_lifespan(db, cfg, concurrency, cpu_workers, workers, min(poll, 0.1), stop_timeout, qs),
+    def unavailable(req, e): return problem(f'{e} (the page recovers once it is back)', 503)
+    life = _lifespan(db, cfg, concurrency, cpu_workers, workers, min(poll, 0.1), stop_timeout, qs)
+    app,rt = offline_app(lifespan=life,
                          exception_handlers={HTTPException: lambda req, e: problem(e.detail, e.status_code),
-                                             StoreUnavailable: lambda req, e: problem(f'{e} (the page recovers once it is back)', 503)})
+                                             StoreUnavailable: unavailable})
     app.state.queues,app.state.cfg = qs,cfg
     def jobs(): return jobs_body(qs().recent(limit), poll)
     def submitted(ids):
         "The answer to a submission that enqueued `ids`: the message says so even if showing the table fails after it"
-        said = Div(P(f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}{f'–{ids[-1]}' if len(ids) > 1 else ''})."), id='msg', hx_swap_oob='true')
+        said = Div(P(f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}{f'–{ids[-1]}' if len(ids) > 1 else ''})."),
+                   id='msg', hx_swap_oob='true')
         try: return jobs(), said, counts_view(qs().counts(), oob=True)
         except Exception as e:
-            said = Div(P(f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}…), but the table couldn't be shown: {' '.join(str(e).split())[:200]}", cls='error'), id='msg', hx_swap_oob='true')
+            why = ' '.join(str(e).split())[:200]
+            msg = f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}…), but the table couldn't be shown: {why}"
+            said = Div(P(msg, cls='error'), id='msg', hx_swap_oob='true')
             return HTMLResponse(to_xml(said), headers={'HX-Reswap': 'none'})
     _routes(rt, qs, jobs, submitted, limit, poll)
     return app
@@ -245,13 +272,15 @@ def _routes(rt, qs, jobs, submitted, limit, poll):
     def llm_workers(req): return [w for w in getattr(req.app.state, 'workers', []) if isinstance(w, AsyncWorkers)]
 
     @rt('/')
-    def index(req): return page(qs().counts(), qs().recent(limit), limit, poll, first(w.concurrency for w in llm_workers(req)))
+    def index(req): return page(qs().counts(), qs().recent(limit), limit, poll,
+                                first(w.concurrency for w in llm_workers(req)))
 
     @rt('/concurrency', methods=['post'])
     def set_concurrency(req, concurrency:str=''):
         try: n = parse_int('concurrency', concurrency, 1, 10_000)
         except ValueError as e: return problem(str(e))
-        if not (ws := llm_workers(req)): return problem('This server runs no workers (--no-workers): set --concurrency on `cdemo worker`', 409)
+        if not (ws := llm_workers(req)):
+            return problem('This server runs no workers (--no-workers): set --concurrency on `cdemo worker`', 409)
         for w in ws: w.set_concurrency(n)
         return P(f'LLM workers: at most {n} calls in flight.')
 
