@@ -166,33 +166,37 @@ async def _acall(self:Task, args, kwargs):
         raise
 
 # %% ../nbs/03a_tasks.ipynb #529de1e6
-class _Waiter:
+class _Watchers:
+    "Callbacks by job id, served by one daemon thread (a subclass's `_run`)"
+    def __init__(self, url, qkw, name:str):
+        self.url,self.qkw,self.lock,self.kick,self.fresh,self.subs = url,qkw,threading.Lock(),threading.Event(),False,{}
+        self.thread = threading.Thread(target=self._run, daemon=True, name=name); self.thread.start()
+    def add(self, id, cb):
+        with self.lock: self.subs.setdefault(id, []).append(cb); self.fresh = True
+        self.kick.set()
+    def remove(self, id, cb):
+        with self.lock:
+            cbs = self.subs.get(id, [])
+            if cb in cbs: cbs.remove(cb)
+            if not cbs: self.subs.pop(id, None)
+
+class _Waiter(_Watchers):
     "One daemon thread that watches the jobs waited for: one query for all of them, when the database changed, and a wake-up on local acks"
     def __init__(self, url, qkw):
-        self.url,self.qkw,self.lock,self.kick,self.fresh = url,qkw,threading.Lock(),threading.Event(),False
-        self.pending = {}  # job id -> the wake-ups of its waiters
+        super().__init__(url, qkw, 'cdemo-tasks-waiter')
         _on_settled.append(self._settled)
-        self.thread = threading.Thread(target=self._run, daemon=True, name='cdemo-tasks-waiter'); self.thread.start()
 
-    def add(self, id, wake):
-        with self.lock: self.pending.setdefault(id, []).append(wake); self.fresh = True
-        self.kick.set()
-    def remove(self, id, wake):
-        with self.lock:
-            ws = self.pending.get(id, [])
-            if wake in ws: ws.remove(wake)
-            if not ws: self.pending.pop(id, None)
     def _wake(self, ids):
-        with self.lock: ws = [w for i in ids for w in self.pending.pop(i, ())]
+        with self.lock: ws = [w for i in ids for w in self.subs.pop(i, ())]
         for w in ws: w()
     def _settled(self, ids):  # called by the store, in this process, right after it finished jobs `ids`
-        if self.pending: self._wake(ids)
+        if self.subs: self._wake(ids)
 
     def _run(self):
         q,last,tick = None,None,0.002
         while True:
-            self.kick.wait(tick if self.pending else 1); self.kick.clear()
-            with self.lock: ids,fresh,self.fresh = list(self.pending),self.fresh,False
+            self.kick.wait(tick if self.subs else 1); self.kick.clear()
+            with self.lock: ids,fresh,self.fresh = list(self.subs),self.fresh,False
             if not ids:  # nobody waits: still read what the server told us, or its notices would pile up in memory
                 try: q and q.finished_notices(0)
                 except Exception: pass
@@ -385,22 +389,12 @@ def handle(self:Tasks, id:int)->Handle:
     self.q().get(id)
     return Handle(self, id)
 
-class _Feed:
+class _Feed(_Watchers):
     "One daemon thread that reads the rows of every job a stream follows: one query for them all, and only when the database may have changed"
     def __init__(self, url, qkw, tick:float=0.02):
-        self.url,self.qkw,self.tick,self.lock,self.kick,self.fresh = url,qkw,tick,threading.Lock(),threading.Event(),False
-        self.subs,self.reads = {},0  # job id -> the callbacks of its streams; how many times rows were read (for the curious)
+        self.tick,self.reads = tick,0  # how many times rows were read (for the curious)
+        super().__init__(url, qkw, 'cdemo-tasks-feed')
         _on_settled.append(lambda ids: self.subs and self.kick.set())  # a job finished in this process: look now
-        self.thread = threading.Thread(target=self._run, daemon=True, name='cdemo-tasks-feed'); self.thread.start()
-
-    def add(self, id, cb):
-        with self.lock: self.subs.setdefault(id, []).append(cb); self.fresh = True
-        self.kick.set()
-    def remove(self, id, cb):
-        with self.lock:
-            cbs = self.subs.get(id, [])
-            if cb in cbs: cbs.remove(cb)
-            if not cbs: self.subs.pop(id, None)
 
     def _read(self, q, ids)->dict:
         "The rows of jobs `ids`, by id, in queries of at most 500 ids"
