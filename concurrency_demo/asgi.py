@@ -25,6 +25,9 @@ def plan_pools(tasks, # the `Tasks` registry whose jobs the app's workers run
                queues:dict=None)->dict: # `{queue: 'threads' | 'async' | 'processes'}`, to override the choice below
     "Which pool serves each queue of `tasks`: async-only queues run on the event loop, others on threads (or processes with `threads=0`)"
     for k,v in dict(threads=threads, concurrency=concurrency, processes=processes).items(): _num(k, v, integer=True)
+    if not hasattr(tasks, 'registry'): raise TypeError(f"tasks must be a `Tasks` registry, not {type(tasks).__name__}")
+    if queues is not None and not isinstance(queues, dict):
+        raise TypeError(f"queues must be a dict {{queue: kind}}, e.g. {{'cpu': 'processes'}}, not {type(queues).__name__}")
     kinds = {}
     for t in tasks.registry.values(): kinds.setdefault(t.queue, set()).add('async' if t.is_async else 'sync')
     plan = {}

@@ -11,7 +11,7 @@ __all__ = ['logger', 'finished', 'JobFailed', 'JobCancelled', 'Task', 'Tasks', '
 # %% ../nbs/03a_tasks.ipynb #2d5e6ce7
 import asyncio, functools, inspect, logging, queue as _queue, threading, time
 from fastcore.utils import *
-from .store import open_queue, Job, _num, _on_settled
+from .store import open_queue, Job, _num, _on_settled, _cols, _job
 from .worker import Retry, NoRetry, JobContext, current_job, _current, _abandoned
 _all_ = ['Retry', 'NoRetry', 'JobContext', 'current_job']
 
@@ -71,10 +71,10 @@ class Tasks:
         self.registry = {}
         self.keep_finished = None if keep_finished is None else _num('keep_finished', keep_finished, lo=1)
         self.__setstate__(None)
-    def __getstate__(self): return {k: v for k,v in self.__dict__.items() if k not in ('_local', '_waiter', '_lock')}  # to a worker process
+    def __getstate__(self): return {k: v for k,v in self.__dict__.items() if k not in ('_local', '_waiter', '_feed', '_lock')}  # to a worker process
     def __setstate__(self, d):
         if d: self.__dict__.update(d)
-        self._local,self._waiter,self._lock = threading.local(),None,threading.Lock()
+        self._local,self._waiter,self._feed,self._lock = threading.local(),None,None,threading.Lock()
     def __repr__(self): return f"Tasks({self.url!r}, {len(self.registry)} tasks: {', '.join(self.registry)})"
     def __getitem__(self, name): return self.registry[name]
     def __call__(self, data): return self.run(data)  # a registry is a handler (`run`, below)
@@ -166,33 +166,37 @@ async def _acall(self:Task, args, kwargs):
         raise
 
 # %% ../nbs/03a_tasks.ipynb #529de1e6
-class _Waiter:
+class _Watchers:
+    "Callbacks by job id, served by one daemon thread (a subclass's `_run`)"
+    def __init__(self, url, qkw, name:str):
+        self.url,self.qkw,self.lock,self.kick,self.fresh,self.subs = url,qkw,threading.Lock(),threading.Event(),False,{}
+        self.thread = threading.Thread(target=self._run, daemon=True, name=name); self.thread.start()
+    def add(self, id, cb):
+        with self.lock: self.subs.setdefault(id, []).append(cb); self.fresh = True
+        self.kick.set()
+    def remove(self, id, cb):
+        with self.lock:
+            cbs = self.subs.get(id, [])
+            if cb in cbs: cbs.remove(cb)
+            if not cbs: self.subs.pop(id, None)
+
+class _Waiter(_Watchers):
     "One daemon thread that watches the jobs waited for: one query for all of them, when the database changed, and a wake-up on local acks"
     def __init__(self, url, qkw):
-        self.url,self.qkw,self.lock,self.kick,self.fresh = url,qkw,threading.Lock(),threading.Event(),False
-        self.pending = {}  # job id -> the wake-ups of its waiters
+        super().__init__(url, qkw, 'cdemo-tasks-waiter')
         _on_settled.append(self._settled)
-        self.thread = threading.Thread(target=self._run, daemon=True, name='cdemo-tasks-waiter'); self.thread.start()
 
-    def add(self, id, wake):
-        with self.lock: self.pending.setdefault(id, []).append(wake); self.fresh = True
-        self.kick.set()
-    def remove(self, id, wake):
-        with self.lock:
-            ws = self.pending.get(id, [])
-            if wake in ws: ws.remove(wake)
-            if not ws: self.pending.pop(id, None)
     def _wake(self, ids):
-        with self.lock: ws = [w for i in ids for w in self.pending.pop(i, ())]
+        with self.lock: ws = [w for i in ids for w in self.subs.pop(i, ())]
         for w in ws: w()
     def _settled(self, ids):  # called by the store, in this process, right after it finished jobs `ids`
-        if self.pending: self._wake(ids)
+        if self.subs: self._wake(ids)
 
     def _run(self):
         q,last,tick = None,None,0.002
         while True:
-            self.kick.wait(tick if self.pending else 1); self.kick.clear()
-            with self.lock: ids,fresh,self.fresh = list(self.pending),self.fresh,False
+            self.kick.wait(tick if self.subs else 1); self.kick.clear()
+            with self.lock: ids,fresh,self.fresh = list(self.subs),self.fresh,False
             if not ids:  # nobody waits: still read what the server told us, or its notices would pile up in memory
                 try: q and q.finished_notices(0)
                 except Exception: pass
@@ -385,20 +389,72 @@ def handle(self:Tasks, id:int)->Handle:
     self.q().get(id)
     return Handle(self, id)
 
+class _Feed(_Watchers):
+    "One daemon thread that reads the rows of every job a stream follows: one query for them all, and only when the database may have changed"
+    def __init__(self, url, qkw, tick:float=0.02):
+        self.tick,self.reads = tick,0  # how many times rows were read (for the curious)
+        super().__init__(url, qkw, 'cdemo-tasks-feed')
+        _on_settled.append(lambda ids: self.subs and self.kick.set())  # a job finished in this process: look now
+
+    def _read(self, q, ids)->dict:
+        "The rows of jobs `ids`, by id, in queries of at most 500 ids"
+        p,out = q.find_dialect['p'],{}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i+500]
+            sql = f"SELECT {_cols} FROM job WHERE id IN ({', '.join(p.format(f'i{k}') for k in range(len(part)))})"
+            out.update((j.id, j) for j in map(_job, q._all(sql, {f'i{k}': id for k,id in enumerate(part)})))
+        self.reads += 1
+        return out
+
+    def _run(self):
+        q,last = None,None
+        while True:
+            self.kick.wait(self.tick if self.subs else 1); self.kick.clear()
+            with self.lock: ids,fresh,self.fresh = list(self.subs),self.fresh,False
+            if not ids: continue
+            try:
+                q = q or open_queue(self.url, **self.qkw)
+                v = q.change_token()  # before the read: a commit after it changes the token, so it is read next time
+                if not fresh and v is not None and v == last: continue  # nothing committed since: nothing to read
+                last,jobs = v,self._read(q, ids)
+                with self.lock: calls = [(cb, jobs.get(id)) for id in ids for cb in list(self.subs.get(id, ()))]
+                for cb,j in calls: cb(j)
+            except Exception as e:  # the database is away: try again a little later, and then read every job
+                logger.debug("tasks feed: %s", e); time.sleep(0.1)
+                with self.lock: self.fresh = True
+
 @patch
-async def aevents(self:Handle, interval:float=0.05): # seconds between looks at the job's row
+def feed(self:Tasks)->_Feed:
+    "This registry's `_Feed`, started on first use"
+    with self._lock:
+        if self._feed is None: self._feed = _Feed(self.url, self.qkw)
+        return self._feed
+
+def _event(j:Job)->dict:
+    ev = dict(id=j.id, status=j.status, progress=j.progress, note=j.note)
+    if j.status == 'done': ev['result'] = j.result
+    elif j.status in finished: ev['error'] = j.error
+    return ev
+
+@patch
+async def aevents(self:Handle):
     "Yield the job's `status`, `progress` and `note` each time one changes, then stop after the event that finishes it (with `result` or `error`)"
-    _num('interval', interval, lo=0.001)
-    last = None
-    while True:
-        j = await asyncio.to_thread(self.job)
-        ev = dict(id=j.id, status=j.status, progress=j.progress, note=j.note)
-        if j.status == 'done': ev['result'] = j.result
-        elif j.status in finished: ev['error'] = j.error
-        if ev != last: yield ev
-        if j.status in finished: return
-        last = ev
-        await asyncio.sleep(interval)
+    loop,got = asyncio.get_running_loop(),asyncio.Queue()
+    def put(j):
+        try: loop.call_soon_threadsafe(got.put_nowait, j)
+        except RuntimeError: pass  # the stream's loop has closed
+    feed = self.tasks.feed()
+    feed.add(self.id, put)
+    try:
+        last = None
+        while True:
+            j = await got.get()
+            if j is None: raise KeyError(f"No job with id {self.id}")  # never was, or was purged meanwhile
+            if (ev := _event(j)) != last: yield ev
+            if j.status in finished: return
+            last = ev
+    finally: feed.remove(self.id, put)
+
 
 # %% ../nbs/03a_tasks.ipynb #6dd92397
 @patch

@@ -105,6 +105,9 @@ def test_plan_pools_and_bad_sizes(tmp_path):
                     (dict(queues={'llm': 'greenlets'}), "a queue runs on one of"), (dict(threads=-1), "threads must be"),
                     (dict(queues={'default': 'processes'}), "processes=0")]:
         with pytest.raises(ValueError, match=msg.replace('(', r'\(')): plan_pools(t, **kw)
+    with pytest.raises(TypeError, match="queues must be a dict"): plan_pools(t, queues=['cpu'])
+    with pytest.raises(TypeError, match="queues must be a dict"): lifespan(t, queues='processes')
+    with pytest.raises(TypeError, match="tasks must be a `Tasks` registry, not builtin_function_or_method"): lifespan(print)
 
 def test_lifespan_without_workers_and_composed(tmp_path):
     "workers=False starts nothing; the lifespan nests inside an app's own, and stops the pools it started"

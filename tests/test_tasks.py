@@ -204,3 +204,26 @@ def test_store_cancel_running_and_retry(store):
     with pytest.raises(ValueError, match='is cancelled, not queued or running'): q.cancel(i)
     q.retry(i)
     assert q.get(i).status == 'queued' and q.stats() == dict(queued=1, running=0, done=0, dead=0, cancelled=0)
+
+# ---- following a job: aevents --------------------------------------------------------------------------------------
+
+def test_fifty_streams_follow_a_job_in_another_process_with_one_feed(tasks):
+    "50 `aevents` streams on a job run by a worker process: each ends with the same `done` event and its result, in order, and the feed reads every watched row in one query per change, not one per stream"
+    h = tasks['report'].enqueue(3)
+    async def follow(): return [e async for e in h.aevents()]
+    async def main():
+        with RUNTIMES['procs'](tasks): return await asyncio.wait_for(asyncio.gather(*(follow() for _ in range(50))), 30)
+    r0 = tasks.feed().reads
+    streams = asyncio.run(main())
+    assert all(s[-1] == dict(id=h.id, status='done', progress=1.0, note='step 3', result=3) for s in streams)
+    order = ['queued', 'running', 'done']
+    for s in streams:  # statuses only move forward, progress only grows, and each event is a change
+        st = [order.index(e['status']) for e in s]; pr = [e['progress'] or 0 for e in s]
+        assert st == sorted(st) and pr == sorted(pr) and all(a != b for a,b in zip(s, s[1:])), s
+    assert tasks.feed().reads - r0 < 50, tasks.feed().reads - r0
+
+def test_events_of_a_job_that_isnt_there(tasks):
+    "A handle whose job doesn't exist (never did, or was purged): `aevents` raises `KeyError` naming it"
+    from concurrency_demo.tasks import Handle
+    async def main(): return [e async for e in Handle(tasks, 10**9).aevents()]
+    with pytest.raises(KeyError, match='No job with id 1000000000'): asyncio.run(main())

@@ -7,7 +7,7 @@ and CDEMO_SKIP_KERNEL_RUN=1 to skip the kernel run (both for pytest only).
 Each runner gets CDEMO_TEST_TIMEOUT seconds (900 by default): a notebook stuck in a thread can outlive nbdev's
 per-cell timeout, and a hung run should fail, not eat CI's time.
 """
-import glob, os, shutil, signal, subprocess, sys, time
+import glob, os, shutil, signal, subprocess, sys, threading, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,11 +22,28 @@ def _kill(p):
         try: return p.wait(10)
         except subprocess.TimeoutExpired: pass
 
-def run(cmd, timeout=TIMEOUT, env=None):
-    "Run `cmd` from the repo root in its own process group, echoing it; return its exit code (124 if it timed out)"
+def _tee(stream, found, bad):
+    "Copy `stream`'s lines to our stderr, keeping those that contain one of `bad`'s strings in `found`"
+    for line in iter(stream.readline, ''):
+        sys.stderr.write(line); sys.stderr.flush()
+        if any(b in line for b in bad): found.append(line.strip())
+
+def run(cmd, timeout=TIMEOUT, env=None, bad=()):
+    """Run `cmd` from the repo root in its own process group, echoing it; return its exit code (124 if it timed out).
+    A line of its stderr containing one of `bad`'s strings makes a passing run fail (exit 1): a warning that reads
+    as a failure in a learner's log is a defect too"""
     print('$', ' '.join(cmd), flush=True)
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-    try: return p.wait(timeout)
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, text=True,
+                         stderr=subprocess.PIPE if bad else None)
+    found = []
+    tee = threading.Thread(target=_tee, args=(p.stderr, found, bad), daemon=True)
+    if bad: tee.start()
+    try:
+        rc = p.wait(timeout)
+        if bad: tee.join(10)  # the last lines
+        if rc or not found: return rc
+        print(f'{cmd[0]} passed but printed: {found[0]}', file=sys.stderr, flush=True)
+        return 1
     except subprocess.TimeoutExpired:
         print(f'{cmd[0]} still running after {timeout:.0f}s (CDEMO_TEST_TIMEOUT): killed', flush=True)
         _kill(p)
@@ -60,7 +77,8 @@ def main(args):
         # this tree's package first: `pip install -e` may point at another checkout (a git worktree's notebooks would
         # import it); `python -m pytest` and tools/run_nbs.py see to that themselves
         pypath = os.pathsep.join([str(ROOT)] + ([os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else []))
-        nb_rc = run(['nbdev-test', '--n-workers', '2'], env=dict(os.environ, PYTHONPATH=pypath))
+        nb_rc = run(['nbdev-test', '--n-workers', '2'], env=dict(os.environ, PYTHONPATH=pypath),
+                    bad=('leaked semaphore', 'leaked shared_memory'))  # multiprocess's resource tracker
         # said now rather than at the end, so that pytest's summary stays the last line
         print(f'nbdev-test: {"FAILED (exit %d), see above; running pytest anyway" % nb_rc if nb_rc else "passed"}'
               f' in {time.monotonic()-t:.0f}s', flush=True)
