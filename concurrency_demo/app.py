@@ -8,7 +8,8 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/app.html.md"""
 __all__ = ['static_dir', 'htmx_config', 'queue_names', 'max_prompts', 'finished', 'row_html', 'css', 'offline_hdrs', 'add_static',
            'offline_app', 'parse_prompts', 'parse_int', 'parse_cpu', 'job_text', 'job_outcome', 'job_time',
            'job_actions', 'job_row', 'raw_row', 'safe_row', 'RowCache', 'counts_view', 'jobs_body', 'problem',
-           'llm_form', 'cpu_form', 'concurrency_form', 'page', 'make_app', 'ConsoleWorkers']
+           'llm_form', 'cpu_form', 'concurrency_form', 'page', 'make_app', 'llm_workers', 'demo_routes',
+           'ConsoleWorkers']
 
 # %% ../nbs/06_app.ipynb #4393a21e
 import asyncio, functools, json, secrets, threading, time
@@ -268,13 +269,15 @@ def make_app(db='jobs.db', # the queue database: a SQLite path (its folder must 
     return app
 
 # %% ../nbs/06_app.ipynb #b581b508
-def _routes(rt, qs, jobs, submitted, limit, poll):
-    def llm_workers(req): return [w for w in getattr(req.app.state, 'workers', []) if isinstance(w, AsyncWorkers)]
+def llm_workers(req)->list:
+    "The `AsyncWorkers` pools of the app serving `req` (its lifespan keeps them in `app.state.workers`)"
+    return [w for w in getattr(req.app.state, 'workers', []) if isinstance(w, AsyncWorkers)]
 
-    @rt('/')
-    def index(req): return page(qs().counts(), qs().recent(limit), limit, poll,
-                                first(w.concurrency for w in llm_workers(req)))
-
+def demo_routes(rt, # a route decorator: FastHTML's `rt`, or `app.route`
+                qs, # `qs(queue)`: this thread's store of `queue` (a `Queues`)
+                submitted, # `submitted(ids)`: the answer to a form that enqueued the jobs `ids`
+                said=P): # `said(msg)`: the answer to a form that changed a setting
+    "The demo's three forms: `/llm` and `/cpu` enqueue jobs, `/concurrency` sets the LLM workers' limit"
     @rt('/concurrency', methods=['post'])
     def set_concurrency(req, concurrency:str=''):
         try: n = parse_int('concurrency', concurrency, 1, 10_000)
@@ -282,7 +285,7 @@ def _routes(rt, qs, jobs, submitted, limit, poll):
         if not (ws := llm_workers(req)):
             return problem('This server runs no workers (--no-workers): set --concurrency on `cdemo worker`', 409)
         for w in ws: w.set_concurrency(n)
-        return P(f'LLM workers: at most {n} calls in flight.')
+        return said(f'LLM workers: at most {n} calls in flight.')
 
     @rt('/llm', methods=['post'])
     def submit_llm(prompts:str=''):
@@ -295,6 +298,13 @@ def _routes(rt, qs, jobs, submitted, limit, poll):
         try: data,n = parse_cpu(fn, arg),parse_int('count', count, 1, 100)
         except ValueError as e: return problem(str(e))
         return submitted(qs('cpu').enqueue_many([data]*n))
+
+def _routes(rt, qs, jobs, submitted, limit, poll):
+    @rt('/')
+    def index(req): return page(qs().counts(), qs().recent(limit), limit, poll,
+                                first(w.concurrency for w in llm_workers(req)))
+
+    demo_routes(rt, qs, submitted)
 
     @rt('/jobs')
     def jobs_get(): return jobs()

@@ -507,15 +507,14 @@ def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgres
                 stop_timeout:float=10, # seconds jobs in flight get at shutdown
                 **kwargs): # more for `dashboard` (`token`, `hosts`, ...)
     "The demo's job console: `dashboard` with the LLM and CPU forms of lesson 06 on top, and their workers in the lifespan"
-    from concurrency_demo.app import parse_int, parse_prompts, parse_cpu, llm_form, cpu_form, concurrency_form, job_text, _lifespan
+    from concurrency_demo.app import (parse_int, llm_form, cpu_form, concurrency_form, job_text, _lifespan,
+                                      llm_workers, demo_routes)
     from concurrency_demo.llm import llm_config
-    from concurrency_demo.aio import AsyncWorkers
     parse_int('concurrency', concurrency, 1, 10_000); parse_int('cpu_workers', cpu_workers, 0, 64)
     cfg = llm_config(llm, base_url, model) if workers else None
     def desc(j):
         t = job_text(j)
         return t if t != json.dumps(j.data) else describe(j)
-    def llm_workers(req): return [w for w in getattr(req.app.state, 'workers', []) if isinstance(w, AsyncWorkers)]
     def forms(req):
         to_msg = dict(hx_target='#msg', hx_swap='innerHTML')
         r = _root(req)
@@ -526,28 +525,8 @@ def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgres
         def close(self): app.state.watcher.stop(); app.state.stores.close()
     app = dashboard(db, title='Job console', describe=desc, extra=forms,
                     lifespan=_lifespan(db, cfg, concurrency, cpu_workers, workers, poll, stop_timeout, _Closer()), **kwargs)
-    stores = app.state.stores
     app.state.cfg = cfg
     def enqueued(ids):
         return said(f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}{f'–{ids[-1]}' if len(ids) > 1 else ''}).")
-
-    @app.route('/llm', methods=['post'])
-    def submit_llm(prompts:str=''):
-        try: ps = parse_prompts(prompts)
-        except ValueError as e: return problem(str(e))
-        return enqueued(stores('llm').enqueue_many([{'prompt': p} for p in ps]))
-
-    @app.route('/cpu', methods=['post'])
-    def submit_cpu(fn:str='', arg:str='', count:str=''):
-        try: data,k = parse_cpu(fn, arg),parse_int('count', count, 1, 100)
-        except ValueError as e: return problem(str(e))
-        return enqueued(stores('cpu').enqueue_many([data]*k))
-
-    @app.route('/concurrency', methods=['post'])
-    def set_concurrency(req, concurrency:str=''):
-        try: k = parse_int('concurrency', concurrency, 1, 10_000)
-        except ValueError as e: return problem(str(e))
-        if not (ws := llm_workers(req)): return problem('This server runs no workers (--no-workers): set --concurrency on `cdemo worker`', 409)
-        for w in ws: w.set_concurrency(k)
-        return said(f'LLM workers: at most {k} calls in flight.')
+    demo_routes(app.route, app.state.stores, enqueued, said)  # lesson 06's forms, answered in the message area
     return app
