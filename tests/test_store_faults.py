@@ -149,6 +149,13 @@ def test_queues_opened_at_once_in_threads_are_not_refused(tmp_path):
         assert not errs and len(got) == 8, errs[:1]
         for q in got: q.close()
 
+def test_a_reopen_is_not_refused_while_the_watcher_reads(tmp_path, monkeypatch):
+    "The file watcher's own apsw connection, busy in its thread (so it can't say its file), isn't taken for the stdlib's sqlite3"
+    from concurrency_demo import dbqueue
+    f = str(tmp_path/'w.db'); q = open_queue(f); q._listen(); q.close()  # the watcher keeps the file open for the process's life
+    monkeypatch.setattr(dbqueue, '_filename', lambda c: None)  # as if every apsw connection were busy in another thread right now
+    open_queue(f).close()
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Settings and results
 
