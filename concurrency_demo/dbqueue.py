@@ -262,7 +262,11 @@ class _Watch:
             if hit: yield
 
     def _run(self):
-        try: c = apsw.Connection(self.file); last = c.execute("PRAGMA data_version").fetchall()[0][0]
+        try:
+            with _open_lock:  # counted as a queue's: `_foreign_open` can't ask a connection another thread is using for its file
+                c = apsw.Connection(self.file)
+                if ino := _inode(self.file): _queue_files[ino] = _queue_files.get(ino, 0) + 1  # held until this process ends, as the connection is
+            last = c.execute("PRAGMA data_version").fetchall()[0][0]
         finally: self.ok.set()
         def changed():
             nonlocal last
