@@ -7,7 +7,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/bench_runtimes.html.md
 # %% auto #0
 __all__ = ['sleep_job', 'spin_job', 'time_workers', 'bench_threads', 'bench_table', 'plot_timelines', 'bench_llm', 'llm_table',
            'plot_llm', 'start_cost', 'bench_procs', 'procs_table', 'md_table', 'plot_procs', 'bench_console',
-           'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'pg_table', 'plot_pg',
+           'plot_console', 'drain_rate', 'bench_pg', 'lib_rate', 'bench_others', 'huey_rate', 'pg_table', 'plot_pg',
            'bench_pg_durable', 'durable_table', 'bench_tasks', 'tasks_table', 'plot_tasks', 'pickup', 'peer_pickup',
            'signal_costs', 'bench_latency', 'latency_table', 'plot_latency', 'drain_pool', 'one_at_a_time',
            'cpu_speedups', 'bench_throughput', 'throughput_table', 'plot_throughput', 'speed_note']
@@ -265,9 +265,7 @@ def _ping(conn):
 def _mp_context(method:str='forkserver'):
     "`procs.mp_context(method)`, whose forkserver also preloads this module"
     from concurrency_demo.procs import mp_context
-    ctx = mp_context(method)
-    if method == 'forkserver': ctx.set_forkserver_preload(['concurrency_demo.procs', 'concurrency_demo.bench_runtimes'])
-    return ctx
+    return mp_context(method, 'concurrency_demo.bench_runtimes')
 
 def start_cost(method:str='forkserver', repeats:int=3)->dict:
     "Seconds to start a `method` process, hear from it and join it: the first time and the median after; its memory in MB"
@@ -523,11 +521,14 @@ def bench_pg(quick:bool=False, # a small run: 2,000 jobs, 1 and 4 workers, batch
         return dict(machine=machine(server), n_jobs=n_jobs, quick=quick, rows=rows, others=others, durable=bench_pg_durable(quick))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #7505f374
-def _procrastinate_app(url):
+def _procrastinate_app(url, out=None):
+    "A procrastinate app at `url` with two tasks: `noop`, and `pickup`, which puts on `out` how long after its enqueue it started"
     import procrastinate
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
     @app.task(name='noop')
     async def noop(): pass
+    @app.task(name='pickup')
+    async def pickup(t:float): out.put(time.time() - t)
     return app
 
 async def _procrastinate_setup(url, n_jobs):
@@ -595,6 +596,37 @@ def bench_others(url, workers=(1, 4, 8), n_jobs:int=20_000)->dict:
             with pg_database(url, 'cdemo_bench') as db:  # procrastinate fetches one job at a time; pgqueuer 100, as we do
                 rows.append(dict(store=lib, workers=n, batch=dict(procrastinate=1, pgqueuer=100)[lib], **lib_rate(lib, db, n, n_jobs)))
     return dict(res, rows=rows)
+
+# %% ../nbs/08a_bench_runtimes.ipynb #446624b5
+def _huey(path):
+    "A huey (`SqliteHuey`) on the file at `path`, and its task `noop`; results not kept, as no one reads a no-op's"
+    from huey import SqliteHuey
+    h = SqliteHuey('cdemo-bench', filename=str(path), results=False)
+    @h.task(name='noop')
+    def noop(): pass
+    return h,noop
+
+def _huey_consumer(path, workers, ready, go):
+    "huey's own consumer in a process of its own (`workers` threads): start when told, run until terminated"
+    h,_ = _huey(path)
+    c = h.create_consumer(workers=workers, worker_type='thread', periodic=False, initial_delay=0.001, max_delay=0.01)
+    ready.put(os.getpid()); go.wait()
+    c.run()
+
+def huey_rate(path, n_workers:int, n_jobs:int)->dict:
+    "Drain `n_jobs` no-op tasks queued in a `SqliteHuey` file with huey's own consumer (`n_workers` threads) in another process; timed by watching its queue empty"
+    h,noop = _huey(path)
+    for _ in range(n_jobs): noop()
+    ctx = multiprocessing.get_context('spawn')
+    ready,go = ctx.Queue(),ctx.Event()
+    p = ctx.Process(target=_mine('_huey_consumer'), args=(str(path), n_workers, ready, go), daemon=True); p.start()
+    try:
+        ready.get(timeout=60)
+        t0 = time.time(); go.set()
+        while h.pending_count() and time.time()-t0 < 600: time.sleep(0.02)
+        secs = time.time() - t0
+    finally: p.terminate(); p.join(10)
+    return dict(secs=round(secs, 3), rate=round(n_jobs/secs))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #5f4952a6
 def pg_table(res:dict)->str:
@@ -749,12 +781,20 @@ def _pool(kind:str, url, poll:float=0.1):
     if kind == 'async': return AsyncWorkers(url, _mine('_apickup'), concurrency=10, poll=poll)
     return ProcessWorkers(url, _mine('_pickup'), n=2, poll=poll)
 
+def _descendants(pid:int)->list:
+    "Process `pid` and all its running descendants (children of any of its threads, theirs, ...: a forkserver's workers too), from Linux `/proc`"
+    res,todo = [],[pid]
+    while todo:
+        p = todo.pop(); res.append(p)
+        for t in Path(f'/proc/{p}/task').glob('*/children'):
+            try: todo += [int(o) for o in t.read_text().split()]
+            except OSError: pass
+    return res
+
 def _proc_cpu(pid:int)->float:
-    "CPU seconds used so far by process `pid` and its running children (Linux `/proc`)"
-    tck,tot,pids = os.sysconf('SC_CLK_TCK'),0.,[pid]
-    try: pids += [int(o) for o in Path(f'/proc/{pid}/task/{pid}/children').read_text().split()]
-    except OSError: pass
-    for p in pids:
+    "CPU seconds used so far by process `pid` and its running descendants (Linux `/proc`)"
+    tck,tot = os.sysconf('SC_CLK_TCK'),0.
+    for p in _descendants(pid):
         try: f = Path(f'/proc/{p}/stat').read_text().rsplit(')', 1)[1].split()
         except OSError: continue
         tot += (int(f[11]) + int(f[12])) / tck
@@ -812,28 +852,50 @@ async def _pgqueuer_pickup_host(url, ready, stop, out):
     await asyncio.to_thread(stop.wait)
     run.cancel()
 
+async def _procrastinate_pickup_host(url, ready, stop, out):
+    "procrastinate's own worker (`run_worker_async`: it listens for `NOTIFY`, and polls every 5 s besides), whose task reports how long after its enqueue each job started"
+    app = _procrastinate_app(url, out)
+    async with app.open_async():
+        run = asyncio.ensure_future(app.run_worker_async(concurrency=10, install_signal_handlers=False))
+        await asyncio.sleep(0.5); ready.set()
+        await asyncio.to_thread(stop.wait)
+        run.cancel()
+        try: await run
+        except BaseException: pass
+
+async def _pgqueuer_send(url, n, gap):
+    "Enqueue `n` pickup jobs `gap` s apart on a fixed schedule, with pgqueuer: each carries the time of its enqueue"
+    import psycopg
+    from pgqueuer import Queries, PsycopgDriver
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
+        q,t0 = Queries(PsycopgDriver(c)),time.monotonic()
+        for i in range(n):
+            await asyncio.sleep(max(0, t0 + i*gap - time.monotonic()))
+            await q.enqueue('pickup', str(time.time()).encode())
+
+async def _procrastinate_send(url, n, gap):
+    "The same with procrastinate (`defer_async`)"
+    app = _procrastinate_app(url)
+    async with app.open_async():
+        t0 = time.monotonic()
+        for i in range(n):
+            await asyncio.sleep(max(0, t0 + i*gap - time.monotonic()))
+            await app.tasks['pickup'].defer_async(t=time.time())
+
 def _peer_host(lib, url, ready, stop, out):
     "Another process: run `lib`'s own worker at `url` until `stop` is set"
     asyncio.run(globals()[f'_{lib}_pickup_host'](url, ready, stop, out))
 
 def peer_pickup(lib:str, url, n:int=500, gap:float=0.01)->dict:
-    "Pickup latency (p50, p99, max) of `n` no-op jobs `gap` s apart through `lib`'s own worker in another process (pgqueuer)"
-    import psycopg
-    from pgqueuer import Queries, PsycopgDriver
+    "Pickup latency (p50, p99, max) of `n` no-op jobs `gap` s apart through `lib`'s own worker (pgqueuer or procrastinate) in another process"
     from fastcore.aio import run_sync  # a loop of its own, also where one is running (a notebook)
-    run_sync(_pgqueuer_setup(url, 0))
+    run_sync(globals()[f'_{lib}_setup'](url, 0))  # its tables
     ctx = multiprocessing.get_context('spawn')
     ready,stop,out = ctx.Event(),ctx.Event(),ctx.Queue()
     p = ctx.Process(target=_mine('_peer_host'), args=(lib, str(url), ready, stop, out), daemon=True); p.start()
     try:
         if not ready.wait(60): raise RuntimeError(f"{lib}'s worker didn't start")
-        async def send():
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
-                q,t0 = Queries(PsycopgDriver(c)),time.monotonic()
-                for i in range(n):
-                    await asyncio.sleep(max(0, t0 + i*gap - time.monotonic()))
-                    await q.enqueue('pickup', str(time.time()).encode())
-        run_sync(send())
+        run_sync(globals()[f'_{lib}_send'](url, n, gap))
         lat = [out.get(timeout=30) for _ in range(n)]
     finally:
         stop.set(); p.join(10)
@@ -883,9 +945,9 @@ def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead o
                         _round_trips(t, 5)  # warm: connections, the waiter thread
                         trip[f'{store}, {place}'] = _pcts(_round_trips(t, trips))
         peers = {}
-        if importlib.util.find_spec('pgqueuer') is None: peers['pgqueuer'] = 'not installed'
-        else:
-            with where('postgres') as loc: peers['postgres, pgqueuer, across processes'] = peer_pickup('pgqueuer', loc, n)
+        for lib in ('pgqueuer', 'procrastinate'):
+            if importlib.util.find_spec(lib) is None: peers[lib] = 'not installed'; continue
+            with where('postgres') as loc: peers[f'postgres, {lib}, across processes'] = peer_pickup(lib, loc, n)
         return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick, round_trip=trip, goals=_latency_goals, peers=peers,
                     signal=signal_costs(tmp, 0.3 if quick else 5))
 
@@ -941,14 +1003,34 @@ def drain_pool(url, kind:str, n:int)->dict:
 
 _throughput_goals = dict(sqlite=25_000, postgres=10_000)
 
-def _pworkers(url, cpu:list)->list:
-    "Run the CPU jobs `cpu` through `ProcessWorkers(n=2)`, started and stopped here: the CPU seconds of each job"
+def _pworkers(url, cpu:list, phases:list)->list:
+    "Run the CPU jobs `cpu` through `ProcessWorkers(n=2)` on the queue at `url`, started and stopped here: the CPU seconds of each job; `phases` gets the seconds of each step"
     from concurrency_demo.store import open_queue
     from concurrency_demo.procs import ProcessWorkers
-    with ProcessWorkers(url, _mine('_burn'), n=2, poll=0.01) as w:
+    t0 = time.perf_counter()
+    w = ProcessWorkers(url, _mine('_burn'), n=2).start(); t1 = time.perf_counter()
+    try:
         with open_queue(url) as q: ids = q.enqueue_many(cpu)
-        w.drain()
-    with open_queue(url) as q: return [q.get(i).result for i in ids]
+        w.drain(); t2 = time.perf_counter()
+    finally: w.stop()
+    with open_queue(url) as q: res = [q.get(i).result for i in ids]
+    phases.append(dict(start=t1-t0, run=t2-t1, stop=time.perf_counter()-t2))
+    return res
+
+def _pool_map(ctx, cpu:list, phases:list)->list:
+    "Run the CPU jobs `cpu` on a `multiprocess.Pool(2)` made and ended here (as `with Pool(2) as p` does: `terminate`); `phases` gets the seconds of each step"
+    t0 = time.perf_counter()
+    p = ctx.Pool(2); t1 = time.perf_counter()
+    try: res = p.map(_mine('_burn'), cpu, chunksize=1); t2 = time.perf_counter()
+    finally: p.terminate()
+    phases.append(dict(start=t1-t0, run=t2-t1, stop=time.perf_counter()-t2))
+    return res
+
+def _new_queue(tmp)->str:
+    "A new SQLite queue file in `tmp`, its table made: a queue the app already has"
+    from concurrency_demo.store import open_queue
+    open_queue(u := str(Path(tmp)/f'{uuid.uuid4().hex}.db')).close()
+    return u
 
 def one_at_a_time(tmp, n:int=5000, repeats:int=5)->dict:
     "`dequeue` + `ack` one job at a time, `Queue` against raw SQLite (lesson 08's adapters), taking turns: median jobs/s and their ratio"
@@ -961,15 +1043,17 @@ def one_at_a_time(tmp, n:int=5000, repeats:int=5)->dict:
     med = {k: round(statistics.median(v)) for k,v in rs.items()}
     return dict(n=n, repeats=repeats, rates=med, ratio=round(med['Queue']/med['raw SQLite'], 2))
 
-def cpu_speedups(tmp, quick:bool=False)->dict:
-    "Speedup over serial of `multiprocess.Pool(2)` and of `ProcessWorkers(n=2)` on 8 CPU jobs, each started (and stopped) inside its timing"
-    (n,k),r = ((30_000, 4), 1) if quick else ((100_000, 8), 5)
-    cpu,_burn,ctx = [n]*k,_mine('_burn'),_mp_context('forkserver')
-    def pool():
-        with ctx.Pool(2) as p: return p.map(_burn, cpu, chunksize=1)
-    res = _compare_runtimes(dict(serial=lambda: [_burn(o) for o in cpu], pool=pool,
-                                 process_workers=lambda: _pworkers(str(Path(tmp)/f'{uuid.uuid4().hex}.db'), cpu)), r)
-    return dict(job=f'count_primes({n:,})', jobs=k, workers=2, ratio=round(res['speedup']['process_workers']/res['speedup']['pool'], 2), **res)
+def cpu_speedups(tmp, quick:bool=False, # 4 smaller jobs, once
+                 repeats:int=9)->dict:
+    "Speedup over serial of `multiprocess.Pool(2)` and of `ProcessWorkers(n=2)` on 8 CPU jobs, each started (and stopped) inside its timing; the median seconds of each step"
+    (n,k),r = ((30_000, 4), 1) if quick else ((100_000, 8), repeats)
+    cpu,_burn,ctx,ph = [n]*k,_mine('_burn'),_mp_context('forkserver'),dict(pool=[], process_workers=[])
+    with ctx.Pool(1) as p: p.map(_burn, [10])  # the forkserver up, as in an app that has started a pool before
+    urls = iter([_new_queue(tmp) for _ in range(r)])  # the queue exists, as an app's does: its file and table aren't start-up
+    res = _compare_runtimes(dict(serial=lambda: [_burn(o) for o in cpu], pool=lambda: _pool_map(ctx, cpu, ph['pool']),
+                                 process_workers=lambda: _pworkers(next(urls), cpu, ph['process_workers'])), r)
+    steps = {k: {s: round(1000*statistics.median(o[s] for o in v), 1) for s in ('start', 'run', 'stop')} for k,v in ph.items()}
+    return dict(job=f'count_primes({n:,})', jobs=k, workers=2, ratio=round(res['speedup']['process_workers']/res['speedup']['pool'], 2), steps_ms=steps, **res)
 
 def bench_throughput(quick:bool=False, # 2,000 jobs instead of 100,000
                      url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
@@ -988,6 +1072,8 @@ def bench_throughput(quick:bool=False, # 2,000 jobs instead of 100,000
             for lib in ('pgqueuer', 'procrastinate'):
                 if importlib.util.find_spec(lib) is None: peers[lib] = 'not installed'; continue
                 with pg_database(server, 'cdemo_bench') as db: peers[f'postgres, {lib}'] = dict(jobs=20_000, **lib_rate(lib, db, 1, 20_000))
+            if importlib.util.find_spec('huey') is None: peers['huey'] = 'not installed'
+            else: peers['sqlite, huey'] = dict(jobs=20_000, workers=2, **huey_rate(tmp/'huey.db', 2, 20_000))  # 2 threads, as ThreadWorkers here
         return dict(machine=machine(server), quick=quick, jobs=n, drains=res, peers=peers, goals=_throughput_goals, cpu=cpu_speedups(tmp, quick),
                     one_at_a_time=one_at_a_time(tmp, *((300, 1) if quick else (5000, 5))))
 
@@ -1034,9 +1120,14 @@ def speed_note(lat:dict, thr:dict)->str:
     rows.append(f"| `dequeue` + `ack` one at a time ÷ raw SQLite's | ≥ 0.6 | {o['ratio']} ({o['rates']['Queue']:,} ÷ {o['rates']['raw SQLite']:,}/s) | {ok(o['ratio'] >= 0.6)} |")
     c = thr['cpu']
     rows.append(f"| `ProcessWorkers(n=2)`'s speedup ÷ `Pool(2)`'s, {c['jobs']} × {c['job']}, start-up included | ≥ 0.95 | {c['ratio']} ({c['speedup']['process_workers']}× ÷ {c['speedup']['pool']}×) | {ok(c['ratio'] >= 0.95)} |")
-    peers = [f"{k.split(', ')[1]} {v['rate']:,} jobs/s" for k,v in thr.get('peers', {}).items() if isinstance(v, dict)]
+    store = lambda k: {'postgres': 'PostgreSQL', 'sqlite': 'SQLite'}.get(k.split(', ')[0], k.split(', ')[0])
+    peers = [f"{k.split(', ')[1]} {v['rate']:,} jobs/s ({store(k)})" for k,v in thr.get('peers', {}).items() if isinstance(v, dict)]
     picks = [f"{k.split(', ')[1]} p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms" for k,v in lat.get('peers', {}).items() if isinstance(v, dict)]
     m,mt = lat['machine'],thr['machine']
+    steps = ''
+    if s := c.get('steps_ms'):
+        f = lambda k: ' / '.join(f"{s[k][p]:,}" for p in ('start', 'run', 'stop'))
+        steps = f"Where the time went (median ms of start / run / stop): `ProcessWorkers` {f('process_workers')}, `Pool` {f('pool')}. "
     return '\n'.join(['| target | goal | measured | |', '|---|---|---|---|', *rows, '',
-        f"Peers in the same run, draining {', '.join(peers) or '(none installed)'} on PostgreSQL with their own worker loop, one process each; pickup across processes: {', '.join(picks) or '(not measured)'}. "
-        f"Load average (1 min) as each section recorded it: {m.get('load', ['?'])[0]} (latency), {mt.get('load', ['?'])[0]} (throughput), on {m.get('cpus')} cores."])
+        f"Peers in the same run, draining with their own worker loop: {', '.join(peers) or '(none installed)'}; picking up on PostgreSQL, their worker in another process: {', '.join(picks) or '(not measured)'}. "
+        f"{steps}Load average (1 min) as each section recorded it: {m.get('load', ['?'])[0]} (latency), {mt.get('load', ['?'])[0]} (throughput), on {m.get('cpus')} cores."])

@@ -240,6 +240,16 @@ def _ack_each(self:PgQueue, jobs, results, now)->list:
         return [None if j.id in done else self._why(j.id) for j in jobs]
 
 # %% ../nbs/09_postgres.ipynb #269c2a4c
+import select
+
+@patch
+def _notified(self:PgQueue, timeout:float)->list:
+    "The notifications at hand, waiting up to `timeout` s for the first: `select` on the socket sleeps in the kernel until the server writes"
+    got,end = list(self.conn.notifies(timeout=0)),time.monotonic()+timeout  # those psycopg kept while the connection ran queries, and those already sent
+    while not got and (left := end-time.monotonic()) > 0:
+        if select.select([self.conn.fileno()], [], [], left)[0]: got = list(self.conn.notifies(timeout=0))
+    return got
+
 @patch
 def _heard(self:PgQueue, n)->bool:
     "Is notification `n` news of a job enqueued in this queue? (one of another channel is kept for `finished_notices`)"
@@ -252,9 +262,8 @@ def finished_notices(self:PgQueue, timeout:float)->set:
     _num('timeout', timeout)
     self._check()
     if 'cdemo_done' not in self._channels: self.conn.execute("LISTEN cdemo_done"); self._channels.add('cdemo_done')
-    got = [n for n in self._notices]; self._notices.clear()
-    for n in self.conn.notifies(timeout=0 if got else timeout, stop_after=None if got else 1): got.append(n)
-    for n in self.conn.notifies(timeout=0): got.append(n)
+    got,self._notices = self._notices,[]
+    got += self._notified(0 if got else timeout)
     return {int(n.payload) for n in got if n.channel == 'cdemo_done'}
 
 @patch
@@ -268,10 +277,9 @@ def wait(self:PgQueue, timeout:float)->bool:
             self._listening,self._missed = True,False
             return True
         hit = False
-        for n in self.conn.notifies(timeout=0): hit |= self._heard(n)  # already here: drain them
-        while not hit and (left := end-time.monotonic()) > 0:
-            for n in self.conn.notifies(timeout=left, stop_after=1): hit = self._heard(n)
-        return hit
+        while True:  # every notification at hand is read: those of other queues and channels don't end the wait
+            for n in self._notified(max(0, end-time.monotonic())): hit |= self._heard(n)
+            if hit or time.monotonic() >= end: return hit
     except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):  # server gone: sleep it out, don't raise
         if not self.conn.closed: raise
         time.sleep(max(0, min(end, self._retry_at) - time.monotonic()))

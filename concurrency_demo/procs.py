@@ -14,7 +14,7 @@ from math import isqrt
 import multiprocess as mp
 from multiprocess.connection import wait as wait_conns
 from fastcore.utils import *
-from .store import open_queue, fmt_error, _num
+from .store import Store, open_queue, fmt_error, _num, _enqueued, _on_enqueued, _store
 from .worker import Workers, Heartbeat, work, _stuck, _Outage, _opt
 
 # %% ../nbs/04_processes.ipynb #005aa998
@@ -70,11 +70,15 @@ def check_importable(f):
     return f
 
 # %% ../nbs/04_processes.ipynb #f706dfe8
-def mp_context(method:str='forkserver'):
-    "The `multiprocess` context for `method`; a forkserver preloads this module, so its children start with it imported"
+_preload = ['concurrency_demo.procs']  # what a forkserver imports once, before it forks: this module, and the modules pools asked for
+
+def mp_context(method:str='forkserver', *modules):
+    "The `multiprocess` context for `method`; a forkserver preloads this module and `modules` (if it hasn't started yet), so its children start with them imported"
     if method not in mp.get_all_start_methods(): raise ValueError(f"start method {method!r} is not available here: use one of {mp.get_all_start_methods()}")
     ctx = mp.get_context(method)
-    if method == 'forkserver': ctx.set_forkserver_preload(['concurrency_demo.procs'])
+    if method == 'forkserver':
+        _preload.extend(m for m in modules if m not in _preload)
+        ctx.set_forkserver_preload(list(_preload))
     return ctx
 
 def _in_forkserver()->bool:
@@ -92,11 +96,15 @@ if _in_forkserver(): os.setpgid(0, 0)
 
 # %% ../nbs/04_processes.ipynb #93c68bfd
 class _Flag:
-    "A flag in shared memory with `threading.Event`'s `set`, `is_set` and `wait` (by polling), and no semaphore"
-    def __init__(self, ctx): self.v = ctx.RawValue('b', 0)
-    def set(self): self.v.value = 1
+    "A flag in shared memory with `threading.Event`'s `set`, `is_set` and `wait`, and no semaphore: `wait` polls, but in the process that made the flag its `set` wakes it"
+    def __init__(self, ctx): self.v,self.ev = ctx.RawValue('b', 0),threading.Event()
+    def __getstate__(self): return dict(self.__dict__, ev=None)  # a child gets the shared value; the event stays with its maker
+    def set(self):
+        self.v.value = 1
+        if self.ev is not None: self.ev.set()
     def is_set(self)->bool: return bool(self.v.value)
     def wait(self, timeout:float=None)->bool:
+        if self.ev is not None: return self.ev.wait(timeout) or self.is_set()  # the parent's threads sleep until `set`: no polling while idle
         end = None if timeout is None else time.monotonic()+timeout
         while not self.v.value:
             left = 0.01 if end is None else min(0.01, end-time.monotonic())
@@ -150,25 +158,27 @@ def is_set(self:_Books)->bool: return self.retire is not None or self.stopping.i
 def wait(self:_Books, timeout:float=None)->bool: return self.stopping.wait(timeout) or self.is_set()
 
 # %% ../nbs/04_processes.ipynb #1490f050
-def _watch_parent(conn):
-    "In a child: exit as soon as the parent's end of the pipe closes (the parent died)"
+def _watch_parent(wake):
+    "In a child: wake the worker loop at each byte from the parent (a job may be waiting, or it's time to stop); exit as soon as the parent's end closes (the parent died)"
     try:
-        while True: conn.recv()
-    except (EOFError, OSError): os._exit(3)
+        while os.read(wake.fileno(), 4096): _enqueued()  # an idle worker's wait ends now, instead of after its `poll`
+    except OSError: pass
+    os._exit(3)
 
 def _end_cancelled(job):
     "A child's job was cancelled while it ran: end this process now, which stops the job (the parent starts a new child)"
     os._exit(78)
 
-def _child(sh:_Shared, i:int, name:str, conn):
-    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop, or its share is done"
+def _child(sh:_Shared, i:int, name:str, conn, wake):
+    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop (or woken) on `wake`, or its share is done"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(conn,), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(wake,), daemon=True).start()
     log = logging.getLogger(sh.logname)
     log.setLevel(sh.loglevel)  # the parent's logger's level: what it silences, the children don't print
     try:
         q = open_queue(sh.url, worker=name, **sh.qkw)
         hb = Heartbeat(sh.url, log=log, worker=f'{name}-hb', on_cancel=_end_cancelled, **sh.qkw).start()
+        q._listen = noop  # the parent hears other processes' commits (SQLite: one file watcher for all its children) and wakes this child on `wake`
     except Exception as e: conn.send(fmt_error(e)); return
     conn.send(None)
     while not (sh.go.is_set() or sh.stopping.is_set()): time.sleep(0.001)
@@ -198,19 +208,34 @@ class ProcessWorkers(Workers):
         if max_memory_mb is not None: _num('max_memory_mb', max_memory_mb, lo=1)
         method = ifnone(method, 'forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
         if method == 'fork': raise ValueError("method='fork' copies locks held by the parent's other threads (see 'Choosing a start method'): use 'forkserver' or 'spawn'")
-        self.method,self.ctx,self.max_jobs_per_child,self.max_memory_mb = method,mp_context(method),max_jobs_per_child,max_memory_mb
+        self.store = _store(str(url))[0]  # its module is preloaded too: each child would import it (psycopg takes ~0.1 s)
+        self.method,self.ctx,self.max_jobs_per_child,self.max_memory_mb = method,mp_context(method, self.store.__module__),max_jobs_per_child,max_memory_mb
+        self.wakes,self.plock = [None]*len(self.names),threading.Lock()  # the parent's ends of the wake-up pipes, and the lock of who writes them
         self.procs,self.conns,self.sh,self.restarts,self.replaced,self.monitor = [],[None]*len(self.names),None,0,0,None
         self.slots = [0]*3*len(self.names)  # the books: shared with the children once started
 
 # %% ../nbs/04_processes.ipynb #dc3dfed3
 @patch
 def _spawn(self:ProcessWorkers, i:int):
-    "Start child `i` with a fresh pipe; the parent keeps one end and closes its copy of the child's"
-    if self.conns[i]: self.conns[i].close()
-    self.conns[i],theirs = self.ctx.Pipe()
-    p = self.ctx.Process(target=_child, args=(self.sh, i, self.names[i], theirs), name=self.names[i], daemon=True)
-    p.start(); theirs.close()
+    "Start child `i` with a fresh pipe for its reports and one for the parent's wake-ups; the parent keeps one end of each and closes its copy of the child's"
+    with self.plock:
+        for c in (self.conns[i], self.wakes[i]):
+            if c: c.close()
+        self.conns[i],theirs = self.ctx.Pipe()
+        wake,self.wakes[i] = self.ctx.Pipe(duplex=False)
+        os.set_blocking(self.wakes[i].fileno(), False)  # a child that doesn't read (it's stuck) never blocks the parent: a full pipe has wake-ups enough
+    p = self.ctx.Process(target=_child, args=(self.sh, i, self.names[i], theirs, wake), name=self.names[i], daemon=True)
+    p.start(); theirs.close(); wake.close()
     return p
+
+@patch
+def _poke(self:ProcessWorkers, every:bool=False):
+    "Wake the idle children (`every`: all of them), a byte down each one's pipe: a job may have been enqueued, or it's time to stop"
+    with self.plock:
+        for i,w in enumerate(self.wakes):
+            if w is None or not (every or self.slots[3*i+2] == 0): continue  # a busy child looks for work when its job ends anyway
+            try: os.write(w.fileno(), b'.')
+            except OSError: pass  # full (it has wake-ups waiting), or that child is gone
 
 @patch
 def start(self:ProcessWorkers, timeout:float=60):
@@ -221,6 +246,11 @@ def start(self:ProcessWorkers, timeout:float=60):
     self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name, self.max_jobs_per_child, self.max_memory_mb,
                       self.log.getEffectiveLevel())
     self.slots,self.stopping = self.sh.slots,self.sh.stopping
+    if self.store._listen is not Store._listen:  # the store hears other processes' commits by watching (SQLite): one watcher, here, for every child
+        try:
+            with open_queue(self.url, **self.qkw) as q: q._listen()
+        except Exception: pass  # the children can't open it either, and say why below
+    _on_enqueued.append(self._poke)  # an enqueue in this process, or a commit its watcher hears, wakes the idle children
     self.procs = [self._spawn(i) for i in range(self.n)]
     errs = self._wait_ready(timeout)
     if errs:
@@ -290,8 +320,9 @@ def _watch(self:ProcessWorkers):
 # %% ../nbs/04_processes.ipynb #651e6af6
 @patch
 def _finish(self:ProcessWorkers, end):
-    "Wait for the children until `end`; terminate (then kill) those still running"
+    "Tell the children to look at the stop flag now, and wait for them until `end`; terminate (then kill) those still running"
     if self.monitor and self.monitor is not threading.current_thread(): self.monitor.join()
+    self._poke(every=True)  # an idle child sees the stop flag at once instead of after its `poll`
     for p in self.procs: p.join(max(0, end-time.monotonic()))
     late = [p for p in self.procs if p.is_alive()]
     for p in late: p.terminate()
@@ -308,8 +339,11 @@ def _late(self:ProcessWorkers)->list:
 
 @patch
 def _cleanup(self:ProcessWorkers):
-    for c in self.conns:
-        if c: c.close()
+    if self._poke in _on_enqueued: _on_enqueued.remove(self._poke)
+    with self.plock:
+        for c in self.conns + self.wakes:
+            if c: c.close()
+        self.wakes = [None]*len(self.wakes)
 
 @patch
 def join(self:ProcessWorkers, timeout:float=None):

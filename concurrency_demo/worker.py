@@ -215,10 +215,12 @@ def _idle(q, # the worker's `Queue`, whose `dequeue` just came back empty
         left = end - time.monotonic()
         if left <= 0 or q.wait(min(poll, left)): return
 
-def _flush(q, acks, log, done):
+def _flush(q, acks, log, done, hb=None):
     "Ack the deferred `(job, result)` pairs in `acks` in one transaction, each fenced on its own; tell `done` each outcome"
     if not acks: return
     pairs = list(acks); acks.clear()
+    if hb:
+        for j,_ in pairs: hb.discard(j)  # their leases were kept while they waited: no extend after the ack
     try: errs = q.ack_each([j for j,_ in pairs], [r for _,r in pairs])
     except Exception:  # the database is away: store them one at a time, each waiting while its lease lasts
         for j,r in pairs:
@@ -259,16 +261,19 @@ def work(q, # this worker's own `Queue`; its `worker` id names the worker in the
             if until_empty: break
             k = 1; continue
         t0,left = time.monotonic(),list(jobs)
+        if hb and len(jobs) > 1:
+            for j in jobs: hb.add(j)  # a batch's jobs keep their leases, and hear of a cancel, while they wait their turn
         while left:
             job = left.pop(0)
             if job.status == 'cancelled' or not claimed(job):  # cancelled while it waited its turn (the heartbeat saw it), or stop began
                 if job.status != 'cancelled':
                     left.insert(0, job)
                     for j in left:
+                        if hb: hb.discard(j)
                         try: _held(log, j, q.release, j)
                         except Exception as e: log.error("Worker %s could not hand back job %s: %s (it comes back when its lease expires)", q.worker, j.id, e)
                         done(j, None)
-                    _flush(q, acks, log, done); return  # stop began: the loop ends here
+                    _flush(q, acks, log, done, hb); return  # stop began: the loop ends here
                 done(job, None); continue
             ok = False
             try: ok = run_job(q, job, handler, log, hb, stops, acks if k > 1 else None)
@@ -278,10 +283,13 @@ def work(q, # this worker's own `Queue`; its `worker` id names the worker in the
                           type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
             finally:
                 if ok != 'later': done(job, ok)
+                elif hb: hb.add(job)  # its ack waits for the batch's: its lease is kept meanwhile
             if left and time.monotonic() - t0 > 0.05:  # a slow job in a batch: hand back the rest, for other workers (and higher priorities)
-                for j in left: _held(log, j, q.release, j); done(j, None)
+                for j in left:
+                    if hb: hb.discard(j)
+                    _held(log, j, q.release, j); done(j, None)
                 left = []
-        _flush(q, acks, log, done)
+        _flush(q, acks, log, done, hb)
         per = (time.monotonic() - t0) / len(jobs)
         k = min(batch, 2*k) if len(jobs) == k and per < 0.001 else 1 if per > 0.005 else k
 
