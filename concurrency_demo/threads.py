@@ -38,7 +38,7 @@ class ThreadWorkers(Workers):
 @patch
 def _thread(self:ThreadWorkers, name:str):
     "One worker thread: open its own `Queue`, report to `start`, wait for the go-ahead, run the core's loop"
-    try: q = open_queue(self.url, worker=name, **self.qkw)
+    try: q = open_queue(self.url, worker=name, **self.qkw); q._listen()  # hear other processes' jobs from the start
     except Exception as e: self.errors.append(e); return
     finally: self.opened.release()
     self.go.wait()

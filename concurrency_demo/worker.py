@@ -12,7 +12,7 @@ __all__ = ['logger', 'Retry', 'NoRetry', 'JobContext', 'current_job', 'settle', 
 import contextvars, logging, re, threading, time
 from functools import partial
 from fastcore.utils import *
-from .store import Job, LeaseLost, Cancelled, open_queue, _num, _worker_id, _progress_args
+from .store import Job, LeaseLost, Cancelled, open_queue, _num, _worker_id, _progress_args, _enqueued
 
 # %% ../nbs/01a_worker.ipynb #12a5cb89
 class Retry(Exception):
@@ -448,7 +448,7 @@ def stop(self:Workers, timeout:float=10):
     "Stop claiming; give jobs in flight `timeout` seconds, then release the rest: no job is left `running`"
     _num('timeout', timeout)
     if not self.started: return
-    self.stopping.set()
+    self.stopping.set(); _enqueued()  # idle workers of this process wake now and see it, rather than after their `poll`
     self._on_stop()
     self._finish(time.monotonic()+timeout)
     self._release(self._late(), timeout)
