@@ -281,6 +281,13 @@ def set_concurrency(self:AsyncWorkers, n:int):
     self.concurrency = _num('concurrency', n, lo=1, integer=True)
     if self.loop is not None and not self.loop.is_closed(): self.loop.call_soon_threadsafe(self.wake.set)
 
+# %% ../nbs/03_async.ipynb #ac6f66aa
+AsyncWorkers.kind = 'async'  # for its heartbeat row (lesson 01a): its size is `concurrency`, and its jobs in flight are its tasks
+@patch
+def _size(self:AsyncWorkers)->int: return self.concurrency
+@patch
+def _running_ids(self:AsyncWorkers)->list: return sorted(list(self.tasks))
+
 # %% ../nbs/03_async.ipynb #f408ce1e
 @patch
 async def astart(self:AsyncWorkers, until_empty:bool=False):
