@@ -151,6 +151,7 @@ def _poke(self:AsyncWorkers):
 def _shut(self:AsyncWorkers):
     if self._poke in _on_enqueued: _on_enqueued.remove(self._poke)
     self.hb.stop(timeout=1); self.q.close()
+    self._end_beat()  # the pool's heartbeat row goes (lesson 01a)
 
 @patch
 def _claim(self:AsyncWorkers, n):
