@@ -491,7 +491,7 @@ def _row(self:PoolBeat, now)->dict:
 
 @patch
 def _run(self:PoolBeat):
-    p,q,due = self.pool,None,0.
+    p,q,due,quiet = self.pool,None,0.,time.monotonic() + 10  # quiet: a pool that fails to start says why itself, in one line
     out = _Outage(p.log, f"Pool {p.worker} could not write its heartbeat row", f"Pool {p.worker} writes its heartbeat row again", min(self.every, 0.5), self.every)
     try:
         while not self.done.is_set() and not p._over():
@@ -499,7 +499,8 @@ def _run(self:PoolBeat):
                 try:
                     if q is None: q = open_queue(p.url, worker=f'{p.worker}-beat', **p.qkw); self.t0 = ifnone(self.t0, q.clock())
                     q.beat(**self._row(q.clock())); out.ok(); due = time.monotonic() + self.every
-                except Exception as e: due = time.monotonic() + out.failed(e)  # the database is away: the row shows the pool dead meanwhile
+                except Exception as e:  # the database is away: the row shows the pool dead meanwhile
+                    due = time.monotonic() + (min(self.every, 0.5) if self.t0 is None and time.monotonic() < quiet else out.failed(e))
             self.done.wait(min(0.25, self.every))
     finally:
         if q is not None:
