@@ -658,9 +658,10 @@ def paused(self:Store)->set:
 
 @patch
 def _paused_now(self:Store)->bool:
-    "Is this store's queue paused? Its copy of the paused set, read again if older than `pause_every` s or a pause happened here since"
+    "Is this store's queue paused? Its copy of the paused set, read again if a pause happened here since, or if older than `pause_every` s (0.02 s while paused)"
     n,t,names = getattr(self, '_pz', (None, 0., ()))
-    if n != _pauses or time.monotonic() - t > self.pause_every: names = self.paused(); self._pz = (_pauses, time.monotonic(), names)
+    if n != _pauses or time.monotonic() - t > (0.02 if self.name in names else self.pause_every):
+        names = self.paused(); self._pz = (_pauses, time.monotonic(), names)
     return self.name in names
 
 # %% ../nbs/00a_store.ipynb #99ec6f27
