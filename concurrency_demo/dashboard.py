@@ -149,8 +149,8 @@ def _ids(ids, root, most=8):
 def pool_row(p:dict, root=''):
     "One worker pool's heartbeat row (`Store.pools`) as a table row; greyed if it is dead"
     return Tr(Td(Span(p['id'], cls='worker'), title=f"on {p['host']}, pid {p['pid']}, started {datetime.fromtimestamp(p['started_at'], timezone.utc):%Y-%m-%d %H:%M:%S} UTC"),
-              Td('alive' if p['alive'] else 'dead', cls='state'), Td(p['kind']),
-              Td(*[x for k,q in enumerate(p['queues']) for x in ((', ' if k else ''), A(q, href=qs_url(root, queue=q)))]), Td(p['size']),
+              Td('alive' if p['alive'] else 'dead', cls='state'), Td(p['kind'], cls='wide'),
+              Td(*[x for k,q in enumerate(p['queues']) for x in ((', ' if k else ''), A(q, href=qs_url(root, queue=q)))]), Td(p['size'], cls='wide'),
               Td(*_ids(p['running'], root), cls='running'), Td(f"{p['processed']:,}"), Td(f"{p['failed']:,}", cls='wide'),
               Td(f"{p['rate_1m']:.1f}"), Td(f"{p['rate_5m']:.1f}", cls='wide'), Td(when(p['beat_at'])), cls='pool' + ('' if p['alive'] else ' dead'), data_pool=p['id'])
 
@@ -159,7 +159,7 @@ def pools_view(pools:list, root=''):
     def safe(p):
         try: return pool_row(p, root)
         except Exception: return Tr(Td(Code(_short(_json(p), 500)), colspan=11, cls='raw'))
-    heads = [Th(h, cls=c) if c else Th(h) for h,c in (('pool', ''), ('state', ''), ('kind', ''), ('queues', ''), ('size', ''), ('running', ''), ('done', ''),
+    heads = [Th(h, cls=c) if c else Th(h) for h,c in (('pool', ''), ('state', ''), ('kind', 'wide'), ('queues', ''), ('size', 'wide'), ('running', ''), ('done', ''),
                                       ('failed', 'wide'), ('jobs/s 1m', ''), ('5m', 'wide'), ('last beat', ''))]
     body = [safe(p) for p in sorted(pools, key=lambda p: (not p.get('alive'), str(p.get('id'))))]
     return Div(H2('Workers'), Div(Table(Thead(Tr(*heads)), Tbody(*body)), cls='scroll') if body else P('No worker pool writes heartbeats to this database.', cls='note'), id='pools')
