@@ -10,10 +10,10 @@ async def aslow(x):
     import asyncio
     await asyncio.sleep(x); return x
 
-def pool_of(kind, url):
-    if kind == 'threads': return ThreadWorkers(url, slow, n=2, poll=0.05)
-    if kind == 'async': return AsyncWorkers(url, aslow, concurrency=3, poll=0.05)
-    return ProcessWorkers(url, cpu_job, n=2, poll=0.05)
+def pool_of(kind, url, queue='default'):
+    if kind == 'threads': return ThreadWorkers(url, slow, n=2, poll=0.05, queue=queue)
+    if kind == 'async': return AsyncWorkers(url, aslow, concurrency=3, poll=0.05, queue=queue)
+    return ProcessWorkers(url, cpu_job, n=2, poll=0.05, queue=queue)
 
 @pytest.mark.parametrize('kind', ['threads', 'async', 'processes'])
 def test_pool_row_appears_runs_and_goes(store, kind):
@@ -62,12 +62,13 @@ def test_killed_pool_turns_dead(store):
         if p.poll() is None: p.kill()
     q.close()
 
-def test_paused_queue_not_claimed_by_threads(store):
+@pytest.mark.parametrize('kind', ['threads', 'async', 'processes'])
+def test_paused_queue_not_claimed(store, kind):
     q = open_queue(store, name='pz')
     assert q.pause('pz') is True and q.pause() is False and q.paused() == {'pz'}
-    w = ThreadWorkers(store, slow, n=2, queue='pz', poll=0.05).start()
+    w = pool_of(kind, store, queue='pz').start()
     try:
-        jid = q.enqueue(0)  # enqueueing goes on while paused
+        jid = q.enqueue({'fn': 'sleep', 's': 0} if kind == 'processes' else 0)  # enqueueing goes on while paused
         time.sleep(1.5)
         assert q.get(jid).status == 'queued'
         assert q.resume() is True
