@@ -162,6 +162,7 @@ def _poke(self:AsyncWorkers):
 def _shut(self:AsyncWorkers):
     if self._poke in _on_enqueued: _on_enqueued.remove(self._poke)
     self.hb.stop(timeout=1); self.q.close()
+    self._end_beat()  # the pool's heartbeat row goes (lesson 01a)
 
 @patch
 def _claim(self:AsyncWorkers, n):
@@ -299,6 +300,13 @@ def set_concurrency(self:AsyncWorkers, n:int):
     "Change the most jobs in flight to `n` (at least 1), from any thread"
     self.concurrency = _num('concurrency', n, lo=1, integer=True)
     if self.loop is not None and not self.loop.is_closed(): self.loop.call_soon_threadsafe(self.wake.set)
+
+# %% ../nbs/03_async.ipynb #ac6f66aa
+AsyncWorkers.kind = 'async'  # for its heartbeat row (lesson 01a): its size is `concurrency`, and its jobs in flight are its tasks
+@patch
+def _size(self:AsyncWorkers)->int: return self.concurrency
+@patch
+def _running_ids(self:AsyncWorkers)->list: return sorted(list(self.tasks))
 
 # %% ../nbs/03_async.ipynb #f408ce1e
 @patch

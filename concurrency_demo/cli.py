@@ -6,7 +6,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/cli.html.md"""
 
 # %% auto #0
 __all__ = ['commands', 'die', 'parser', 'run', 'usage', 'main', 'enqueue', 'stats', 'jobs', 'show', 'retry', 'cancel', 'prune',
-           'serve', 'worker']
+           'workers', 'pause', 'resume', 'serve', 'worker']
 
 # %% ../nbs/06a_cli.ipynb #51c84889
 import logging, os, signal, socket, sys, threading, time
@@ -44,7 +44,8 @@ def _lazy(mod:str, fn:str):
     return lambda: getattr(import_module(f'concurrency_demo.{mod}'), fn)
 
 commands = dict(serve=lambda: serve, worker=lambda: worker, enqueue=lambda: enqueue, stats=lambda: stats, jobs=lambda: jobs, show=lambda: show,
-                retry=lambda: retry, cancel=lambda: cancel, prune=lambda: prune, fakeai=_lazy('fakeai', 'serve_fakeai'), bench=_lazy('bench', 'main'))
+                retry=lambda: retry, cancel=lambda: cancel, prune=lambda: prune,
+                workers=lambda: workers, pause=lambda: pause, resume=lambda: resume, fakeai=_lazy('fakeai', 'serve_fakeai'), bench=_lazy('bench', 'main'))
 
 def usage()->str:
     "What `cdemo --help` prints"
@@ -193,6 +194,43 @@ def prune(older_than:str=None, # age of the finished jobs to delete: seconds, or
     for name in names:
         with open_queue(db, name=name) as q: n += q.prune(age)
     print(f"deleted {n} finished job{'s'[:n!=1]} older than {older_than}")
+
+# %% ../nbs/06a_cli.ipynb #74c3d088
+def _age(s)->str: return f"{s:.0f} s ago" if s < 120 else f"{s/60:.0f} min ago" if s < 7200 else f"{s/3600:.0f} h ago"
+
+@call_parse
+def workers(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:// URL
+            json:store_true=False): # print a JSON object: the pools' rows and the paused queues
+    "List the worker pools (alive or dead, what they serve and run, jobs/s) and the paused queues"
+    from concurrency_demo.store import open_queue
+    with open_queue(_db_ok(db, must_exist=True)) as s: ps,paused = s.pools(),sorted(s.paused())
+    if json: return print(dumps(dict(pools=ps, paused=paused)))
+    if not ps: print('no worker pools (none is running, or none has written its first heartbeat yet)')
+    else:
+        w = max(len(p['id']) for p in ps)
+        print(f"{'pool':<{w}}  {'state':<5}  {'kind':<9}  {'host':<12}  {'size':>4}  {'queues':<12}  {'running':<12}  {'done':>7}  {'failed':>6}  {'jobs/s 1m':>9}  {'5m':>6}  last beat")
+        for p in ps:
+            print(f"{p['id']:<{w}}  {'alive' if p['alive'] else 'dead':<5}  {p['kind']:<9}  {_short(p['host'], 12):<12}  {p['size']:>4}  {_short(','.join(p['queues']), 12):<12}  "
+                  f"{_short(','.join(map(str, p['running'])) or '-', 12):<12}  {p['processed']:>7}  {p['failed']:>6}  {p['rate_1m']:>9.1f}  {p['rate_5m']:>6.1f}  {_age(p['age'])}")
+    if paused: print('paused queues: ' + ', '.join(paused))
+
+# %% ../nbs/06a_cli.ipynb #e0210932
+def _pause(db, queue, on:bool):
+    from concurrency_demo.store import open_queue, _queue_name
+    with open_queue(_db_ok(db, must_exist=True), name=_queue_name(queue)) as s: changed = s.pause() if on else s.resume()
+    print(f"queue {queue}: {'paused' if on else 'resumed'}" + ('' if changed else f" (it was {'paused' if on else 'not paused'} already)"))
+
+@call_parse
+def pause(queue:str, # the queue's name
+          db:str='jobs.db'): # the queue database: a SQLite path or a postgresql:// URL
+    "Pause a queue: no worker, in any process, claims its jobs until `cdemo resume` (enqueueing goes on)"
+    _pause(db, queue, True)
+
+@call_parse
+def resume(queue:str, # the queue's name
+           db:str='jobs.db'): # the queue database: a SQLite path or a postgresql:// URL
+    "Resume a paused queue: its workers claim its jobs again"
+    _pause(db, queue, False)
 
 # %% ../nbs/06a_cli.ipynb #bb9ece69
 def _listen(host, port):

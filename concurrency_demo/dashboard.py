@@ -6,15 +6,15 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/dashboard.html.md"""
 
 # %% auto #0
 __all__ = ['finished', 'stream_life', 'loopback', 'static_dir', 'htmx_config', 'task_name', 'describe', 'dur', 'when', 'sig',
-           'outcome', 'actions', 'status_cell', 'job_row', 'raw_row', 'row', 'qs_url', 'busy', 'workers_view',
-           'counts_view', 'Watcher', 'page_query', 'find_page', 'changes', 'job_detail', 'Guard', 'JobMetrics',
-           'problem', 'said', 'shell', 'dashboard', 'console_app']
+           'outcome', 'actions', 'status_cell', 'job_row', 'raw_row', 'row', 'queue_ctl', 'qs_url', 'busy',
+           'workers_view', 'counts_view', 'pool_row', 'pools_view', 'Watcher', 'page_query', 'find_page', 'changes',
+           'job_detail', 'Guard', 'JobMetrics', 'problem', 'said', 'shell', 'dashboard', 'console_app']
 
 # %% ../nbs/06c_dashboard.ipynb #59f73dab
 import asyncio, base64, binascii, json, os, re, secrets, threading, time
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, quote
 from fastcore.utils import *
 from fasthtml.common import *
 from starlette.datastructures import Headers
@@ -107,6 +107,13 @@ def row(j, root='', describe=describe)->str:
             _rows[k] = r
     return r
 
+# %% ../nbs/06c_dashboard.ipynb #cb68c7c4
+def queue_ctl(name:str, paused=(), root='')->tuple:
+    "A paused badge and a Resume button, or a Pause button, for queue `name`"
+    act = 'resume' if name in paused else 'pause'
+    return (Span('paused', cls='badge paused') if name in paused else '',
+            Button(act.title(), hx_post=f"{root}/queues/{quote(name, safe='')}/{act}", hx_target='#msg', hx_swap='innerHTML', cls=f'act {act}'))
+
 # %% ../nbs/06c_dashboard.ipynb #59843876
 def qs_url(root, **kw)->str:
     "The dashboard's main page at `root` with the filters `kw` (empty ones left out)"
@@ -125,14 +132,37 @@ def workers_view(workers:dict, root=''):
     return P('Running now: ', *[x for w,qs in sorted(workers.items()) for x in (Span(w, cls='worker'), ' (' + ', '.join(f'{n} {q}' for q,n in sorted(qs.items())) + ') ')],
              cls='workers')
 
-def counts_view(counts:dict, root='', err=None, workers=None):
-    "Jobs per queue and status, each a link to that filter; and the workers running jobs now"
+def counts_view(counts:dict, root='', err=None, workers=None, paused=()):
+    "Jobs per queue and status, each a link to that filter, with a pause or resume button per queue; and the workers running jobs now"
+    counts = {**{q: {} for q in paused}, **counts}  # a paused queue with no jobs still has its row, and its Resume button
     tot = {s: sum(c.get(s, 0) for c in counts.values()) for s in statuses}
     def cell(n, **f): return Td(A(f'{n:,}', href=qs_url(root, **f)) if n else '0', cls=f"status {f.get('status', '')}")
-    rows = [Tr(Th(A(name, href=qs_url(root, queue=name))), *[cell(c.get(s, 0), queue=name, status=s) for s in statuses]) for name,c in sorted(counts.items())]
+    rows = [Tr(Th(A(name, href=qs_url(root, queue=name)), *queue_ctl(name, paused, root)), *[cell(c.get(s, 0), queue=name, status=s) for s in statuses]) for name,c in sorted(counts.items())]
     if len(counts) != 1: rows.append(Tr(Th(A('all', href=qs_url(root))), *[cell(tot[s], status=s) for s in statuses], cls='total'))
     return Div(Table(Thead(Tr(Th('queue'), *[Th(A(s, href=qs_url(root, status=s))) for s in statuses])), Tbody(*rows)),
                workers_view(workers or {}, root), P(err, cls='error') if err else '', id='counts')
+
+# %% ../nbs/06c_dashboard.ipynb #15a11fca
+def _ids(ids, root, most=8):
+    return [x for k,i in enumerate(ids[:most]) for x in ((', ' if k else ''), A(i, href=f'{root}/job/{i}'))] + (['…'] if len(ids) > most else []) or ['-']
+
+def pool_row(p:dict, root=''):
+    "One worker pool's heartbeat row (`Store.pools`) as a table row; greyed if it is dead"
+    return Tr(Td(Span(p['id'], cls='worker'), title=f"on {p['host']}, pid {p['pid']}, started {datetime.fromtimestamp(p['started_at'], timezone.utc):%Y-%m-%d %H:%M:%S} UTC"),
+              Td('alive' if p['alive'] else 'dead', cls='state'), Td(p['kind'], cls='wide'),
+              Td(*[x for k,q in enumerate(p['queues']) for x in ((', ' if k else ''), A(q, href=qs_url(root, queue=q)))]), Td(p['size'], cls='wide'),
+              Td(*_ids(p['running'], root), cls='running'), Td(f"{p['processed']:,}"), Td(f"{p['failed']:,}", cls='wide'),
+              Td(f"{p['rate_1m']:.1f}"), Td(f"{p['rate_5m']:.1f}", cls='wide'), Td(when(p['beat_at'])), cls='pool' + ('' if p['alive'] else ' dead'), data_pool=p['id'])
+
+def pools_view(pools:list, root=''):
+    "The Workers panel: every pool writing heartbeats, alive ones first; a pool whose row can't be drawn shows as raw JSON"
+    def safe(p):
+        try: return pool_row(p, root)
+        except Exception: return Tr(Td(Code(_short(_json(p), 500)), colspan=11, cls='raw'))
+    heads = [Th(h, cls=c) if c else Th(h) for h,c in (('pool', ''), ('state', ''), ('kind', 'wide'), ('queues', ''), ('size', 'wide'), ('running', ''), ('done', ''),
+                                      ('failed', 'wide'), ('jobs/s 1m', ''), ('5m', 'wide'), ('last beat', ''))]
+    body = [safe(p) for p in sorted(pools, key=lambda p: (not p.get('alive'), str(p.get('id'))))]
+    return Div(H2('Workers'), Div(Table(Thead(Tr(*heads)), Tbody(*body)), cls='scroll') if body else P('No worker pool writes heartbeats to this database.', cls='note'), id='pools')
 
 # %% ../nbs/06c_dashboard.ipynb #13c4ef98
 class Watcher:
@@ -162,6 +192,7 @@ class Watcher:
             while time.monotonic() - self.seen < self.idle:
                 try:
                     if q is None: q = open_queue(self.url)
+                    self._look_pools(q, run)  # the pools and paused queues, every second (see "The workers")
                     v = q.change_token()
                     if v is None or v != last: last,stale = v,True; self.version += 1
                     if stale and (now := time.monotonic()) >= next_counts:
@@ -173,6 +204,29 @@ class Watcher:
                 time.sleep(self.every if last is not None else self.tick)
         finally:
             if q is not None: q.close()
+
+# %% ../nbs/06c_dashboard.ipynb #51b855d4
+Watcher.pools,Watcher.paused,Watcher.pools_v,Watcher.pools_run,Watcher._pools_at,Watcher._pools_sig = [],set(),0,-1,0.,None
+
+@patch
+def _look_pools(self:Watcher, q, run):
+    "Read the pools and the paused set (at most once a second, or at once after `poke_pools`); move `pools_v`/`counts_v` when they changed"
+    if time.monotonic() < self._pools_at: return
+    self._pools_at = time.monotonic() + 1
+    ps,pz = q.pools(),q.paused()
+    sig = [(p['id'], p['alive'], p['beat_at'], p['running'], p['processed'], p['failed']) for p in ps]
+    if sig != self._pools_sig or self.pools_run != run: self.pools,self._pools_sig,self.pools_run = ps,sig,run; self.pools_v += 1
+    if pz != self.paused:
+        self.paused = pz
+        if self.counts_v: self.counts_v += 1
+
+@patch
+def poke_pools(self:Watcher): "Look at the pools and paused queues at the watcher's next turn"; self._pools_at = 0.
+
+@patch
+def page_pools(self:Watcher, store):
+    "The pools and paused queues for drawing a page, read now with `store` (two small tables): a page drawn after a pause shows it"
+    return store.pools(),store.paused()
 
 # %% ../nbs/06c_dashboard.ipynb #ef204ef5
 _filters = ('queue', 'status', 'task', 'q')
@@ -213,13 +267,16 @@ def changes(store, f:dict, n:int, sent:dict, since:float=None)->list:
 stream_life = 15.  # seconds a stream lasts: the browser opens the next by itself (EventSource), so a server can shut down and a lost client is let go
 
 async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
-    sent,cv,v,first,end = {},-1,-1,True,time.monotonic() + stream_life
+    sent,cv,v,ps,first,end = {},-1,-1,[],True,time.monotonic() + stream_life  # ps: the pools last sent (the page's, if none)
     yield 'retry: 500\n\n'
     while time.monotonic() < end and not await req.is_disconnected():
         watcher.touch()
         if watcher.counts_v != cv and watcher.counts_v:  # 0: not counted yet
             cv = watcher.counts_v
-            yield sse_message(counts_view(watcher.counts, root, watcher.err, watcher.workers), event='counts')
+            yield sse_message(counts_view(watcher.counts, root, watcher.err, watcher.workers, watcher.paused), event='counts')
+        if job_id is None and watcher.pools_v and watcher._pools_sig != ps:  # 0: not looked yet
+            ps = watcher._pools_sig
+            yield sse_message(pools_view(watcher.pools, root), event='pools')
         if watcher.version != v:
             v = watcher.version
             try:
@@ -396,6 +453,7 @@ def dashboard(url, # the queue database: a SQLite path or a `postgresql://` URL
                    exception_handlers={StoreUnavailable: lambda req, e: problem(f'{e} (the page recovers once it is back)', 503)})
     app.state.stores,app.state.watcher,app.state.metrics = stores,watcher,JobMetrics(stores)
     _routes(app, stores, watcher, title, describe, limit, extra, tnames)
+    _queue_routes(app, stores, watcher)
     return app
 
 # %% ../nbs/06c_dashboard.ipynb #11dda728
@@ -419,12 +477,13 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         try: f = _filters_of(req)
         except ValueError as e: return HTMLResponse(to_xml(P(str(e), cls='error')), status_code=400)
         since,(counts,workers) = time.time(),watcher.page_counts(stores())
+        pools,paused = watcher.page_pools(stores())
         js = find_page(stores(), f, n)
         live = not (f['before'] or f['after'])
         sq = urlencode({**{k: v for k,v in f.items() if v}, 'since': since})
         top = extra(req) if callable(extra) else extra or ()
         return shell(req, title, Main(Header(H1(A(title, href=f'{r}/'))), Div(id='msg', role='status', aria_live='polite'), *tuplify(top),
-            counts_view(counts, r, workers=workers), _filters_form(f, counts, tnames, r),
+            counts_view(counts, r, workers=workers, paused=paused), pools_view(pools, r), _filters_form(f, counts, tnames, r),
             Div(Table(Thead(Tr(*[Th(h, cls=c) for h,c in (('id', ''), ('queue', 'wide'), ('job', ''), ('status', ''), ('attempts', 'wide'),
                                                            ('created', 'wide'), ('took', 'wide'), ('result or error', ''), ('', ''))])),
                       Tbody(*[NotStr(row(j, r, desc)) for j in js], id='jobs', data_live='1' if live else '0', data_limit=str(n),
@@ -496,6 +555,17 @@ def _retry_dead(stores, f):
             except (KeyError, ValueError) as e: skipped.append(str(e))
         before = js[-1].id
     return said(f"Retried {done:,} dead job{'s'[:done!=1]}." + (f" {len(skipped)} skipped: {skipped[0]}" if skipped else ''), error=bool(skipped) and not done)
+
+# %% ../nbs/06c_dashboard.ipynb #760c307a
+def _queue_routes(app, stores, watcher):
+    @app.route('/queues/{name:path}/{action}', methods=['post'])
+    def queue_action(name:str, action:str):
+        if action not in ('pause', 'resume'): return problem(f'Unknown action {action[:30]!r}', 404)
+        try: changed = getattr(stores(), action)(name)
+        except ValueError as e: return problem(str(e))
+        watcher.poke_pools()
+        if action == 'pause': return said(f"Queue {name} paused: its jobs stay queued, and no worker claims one until you resume it." if changed else f"Queue {name} was paused already.")
+        return said(f"Queue {name} resumed: its workers claim its jobs again." if changed else f"Queue {name} wasn't paused.")
 
 # %% ../nbs/06c_dashboard.ipynb #8f18031e
 def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgresql://` URL

@@ -158,6 +158,7 @@ class Queue(Store):
             if self._file and (ino := _inode(self._file)): _queue_files[ino] = _queue_files.get(ino, 0) + 1; self._ino = ino
         with self._tx():
             self.conn.execute(_schema)
+            self.conn.execute(self.pool_ddl)  # worker pools' heartbeat rows and paused queues (lesson 00a)
             have = {r[1] for r in self.conn.execute('PRAGMA table_info(job)')}
             for col,typ in (('progress', 'REAL'), ('note', 'TEXT')):  # a file made before these columns: add them
                 if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')

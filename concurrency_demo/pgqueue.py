@@ -110,6 +110,7 @@ class PgQueue(Store):
         with self.conn.transaction():  # one creator at a time: concurrent CREATE IF NOT EXISTS can collide
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdemo job schema'))")
             self.conn.execute(_pg_schema)
+            self.conn.execute(self.pool_ddl)  # worker pools' heartbeat rows and paused queues (lesson 00a)
 
     def _connect(self):
         "A new autocommit connection with this queue's settings, or `StoreUnavailable`"
@@ -327,3 +328,6 @@ def change_token(self:PgQueue)->str:
     "The server's current snapshot, as text: it changes when any writing transaction starts or ends, and costs no table read"
     self._check()
     return self._all("SELECT pg_current_snapshot()::text", ())[0][0]
+
+# %% ../nbs/09_postgres.ipynb #b2e15b3e
+PgQueue.sql['resumed'] = "SELECT pg_notify('cdemo_jobs', %(queue)s)"

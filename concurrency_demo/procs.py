@@ -288,6 +288,11 @@ def _counts(self:ProcessWorkers):
     s = list(self.slots)
     return {nm: s[3*i] for i,nm in enumerate(self.names)}, sum(s[1::3]), sum(1 for o in s[2::3] if o)
 
+# %% ../nbs/04_processes.ipynb #66811f8e
+ProcessWorkers.kind = 'processes'  # for its heartbeat row (lesson 01a), written by the parent: its jobs in flight are in the shared books
+@patch
+def _running_ids(self:ProcessWorkers)->list: return sorted(i for i in list(self.slots)[2::3] if i)
+
 # %% ../nbs/04_processes.ipynb #6331a18e
 @patch
 def _watch(self:ProcessWorkers):

@@ -6,7 +6,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/store.html.md"""
 
 # %% auto #0
 __all__ = ['statuses', 'Job', 'LeaseLost', 'Cancelled', 'StoreUnavailable', 'fmt_error', 'FakeClock', 'Store', 'missing_dialect',
-           'open_queue', 'Queues', 'parse_age']
+           'open_queue', 'Queues', 'parse_age', 'pool_rate']
 
 # %% ../nbs/00a_store.ipynb #c61328f4
 import importlib, json, math, os, random, re, socket, threading, time, traceback, uuid
@@ -196,6 +196,7 @@ def dequeue_many(self:Store, n:int, # most jobs to claim
     self._check()
     now,self._seen = self.clock(),_enqueues  # what `wait` compares with: an enqueue from here on wakes it
     if self._reclaim_due(now): self._reclaim_expired(now)
+    if self._paused_now(): return []  # a paused queue's jobs wait (see "Paused queues" below)
     rows = self._claim_rows(dict(queue=self.name, now=now, lease_until=now+lease, worker=worker or self.worker, n=n))
     return sorted(map(_job, rows), key=lambda j: (-j.priority, j.run_at, j.id))
 
@@ -239,6 +240,7 @@ def wait(self:Store, timeout:float)->bool:
 @patch
 def _due_in(self:Store, cap:float)->float:
     "Seconds until a delayed job of this queue may be ready, or a lease ends (to be reclaimed): at most `cap`, and `cap` if the store can't tell"
+    if self._paused_now(): return min(cap, self.pause_every)  # paused: look again soon, for a resume from another process
     if 'next_due' not in self.sql: return cap
     self._check()
     t = self._all(self.sql['next_due'], dict(queue=self.name))[0][0]
@@ -572,3 +574,114 @@ def parse_age(s)->float:
     m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*', str(s if s is not None else ''))
     if not m: raise ValueError(f"An age must be a number of seconds or like 30m, 12h, 7d; got {str(s)[:30]!r}")
     return float(m[1]) * dict(s=1, m=60, h=3600, d=86400)[m[2] or 's']
+
+# %% ../nbs/00a_store.ipynb #01c39c9d
+Store.pool_ddl = """
+CREATE TABLE IF NOT EXISTS pool (id TEXT PRIMARY KEY, kind TEXT NOT NULL, host TEXT NOT NULL, pid BIGINT NOT NULL, queues TEXT NOT NULL,
+  size BIGINT NOT NULL, every DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION NOT NULL, beat_at DOUBLE PRECISION NOT NULL,
+  processed BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0, running TEXT NOT NULL DEFAULT '[]', samples TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS paused (queue TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
+"""
+Store.pool_forget = 600.  # seconds after its last beat that a dead pool's row is deleted
+_pool_cols = ('id', 'kind', 'host', 'pid', 'queues', 'size', 'every', 'started_at', 'beat_at', 'processed', 'failed', 'running', 'samples')
+
+# %% ../nbs/00a_store.ipynb #ea49ce82
+@patch
+def beat(self:Store, id:str, # the pool's id (its workers' id prefix)
+         kind:str, # how it runs jobs: 'threads', 'async' or 'processes'
+         queues:list, # the queues it serves
+         size:int, # its threads, processes, or most jobs in flight
+         every:float, # seconds between its beats
+         started_at:float, # when it started, by this store's clock
+         processed:int=0, failed:int=0, # jobs acked and not acked since it started
+         running=(), # ids of the jobs it runs now
+         samples=(), # `[t, processed, failed]` taken every few beats, oldest first: for its jobs/s over the last minutes
+         host:str=None, pid:int=None): # where it runs (default: here)
+    "Write pool `id`'s heartbeat row (insert or update it), and delete the rows of pools dead for `pool_forget` seconds"
+    if not isinstance(id, str) or not id: raise ValueError(f"a pool's id must be a non-empty string, got {id!r}")
+    _num('every', every, lo=0.001); _num('size', size, integer=True); _num('processed', processed, integer=True); _num('failed', failed, integer=True)
+    p,now = self.find_dialect['p'],self.clock()
+    row = dict(id=id, kind=str(kind), host=host or socket.gethostname(), pid=ifnone(pid, os.getpid()), queues=json.dumps(list(queues)), size=size,
+               every=every, started_at=started_at, beat_at=now, processed=processed, failed=failed,
+               running=json.dumps([int(i) for i in running]), samples=json.dumps([list(s) for s in samples]))
+    self._check()
+    with self._tx():
+        self._run(f"""INSERT INTO pool ({', '.join(_pool_cols)}) VALUES ({', '.join(p.format(c) for c in _pool_cols)})
+  ON CONFLICT (id) DO UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in _pool_cols[1:])}""", row)
+        self._run(f"DELETE FROM pool WHERE beat_at < {p.format('old')}", dict(old=now - self.pool_forget))
+
+@patch
+def end_pool(self:Store, id:str):
+    "Delete pool `id`'s row: it stopped cleanly"
+    self._check()
+    self._run(f"DELETE FROM pool WHERE id = {self.find_dialect['p'].format('id')}", dict(id=id))
+
+# %% ../nbs/00a_store.ipynb #9e472e0a
+def pool_rate(p:dict, window:float)->float:
+    "Jobs finished (acked or not) per second by pool `p` over the `window` seconds before its last beat"
+    pts = [[p['started_at'], 0, 0], *p['samples']]
+    t0,d0,f0 = ([s for s in pts if s[0] <= p['beat_at'] - window] or pts[:1])[-1]
+    dt = p['beat_at'] - t0
+    return round((p['processed'] - d0 + p['failed'] - f0) / dt, 3) if dt > 0 else 0.
+
+@patch
+def pools(self:Store, dead_after:float=3)->list: # missed beats after which a pool counts as dead
+    "Every worker pool's row, as dicts, newest first: with `age` (seconds since its last beat), `alive`, and `rate_1m`/`rate_5m` (jobs/s)"
+    _num('dead_after', dead_after)
+    self._check()
+    rows,now,res = self._all(f"SELECT {', '.join(_pool_cols)} FROM pool ORDER BY started_at DESC, id", ()),self.clock(),[]
+    for r in rows:
+        p = dict(zip(_pool_cols, r))
+        for k in ('queues', 'running', 'samples'): p[k] = json.loads(p[k])
+        p['age'] = round(max(0., now - p['beat_at']), 3); p['alive'] = p['age'] <= dead_after * p['every']
+        p['rate_1m'],p['rate_5m'] = pool_rate(p, 60),pool_rate(p, 300)
+        res.append(p)
+    return res
+
+# %% ../nbs/00a_store.ipynb #7852b6d7
+Store.pause_every = 0.5  # seconds a store trusts its copy of the paused set
+_pauses = 0  # pauses and resumes in this process: a store whose copy is older reads the set again
+
+def _queue_name(queue)->str:
+    if not isinstance(queue, str) or not queue: raise ValueError(f"queue must be a non-empty string, got {queue!r}")
+    return queue
+
+def _pause_changed():
+    global _pauses
+    _pauses += 1
+
+@patch
+def paused(self:Store)->set:
+    "Names of the paused queues of this database"
+    self._check()
+    return {r[0] for r in self._all("SELECT queue FROM paused", ())}
+
+@patch
+def _paused_now(self:Store)->bool:
+    "Is this store's queue paused? Its copy of the paused set, read again if a pause happened here since, or if older than `pause_every` s (0.02 s while paused)"
+    n,t,names = getattr(self, '_pz', (None, 0., ()))
+    if n != _pauses or time.monotonic() - t > (0.02 if self.name in names else self.pause_every):
+        names = self.paused(); self._pz = (_pauses, time.monotonic(), names)
+    return self.name in names
+
+# %% ../nbs/00a_store.ipynb #99ec6f27
+@patch
+def pause(self:Store, queue:str=None)->bool: # default: this store's queue
+    "Stop every worker, in every process, from claiming jobs of `queue` until `resume`; enqueueing goes on. `False` if it was paused already"
+    queue,p = _queue_name(ifnone(queue, self.name)),self.find_dialect['p']
+    self._check()
+    n = self._run(f"INSERT INTO paused (queue, since) VALUES ({p.format('queue')}, {p.format('now')}) ON CONFLICT (queue) DO NOTHING",
+                  dict(queue=queue, now=self.clock()))
+    _pause_changed()
+    return n == 1
+
+@patch
+def resume(self:Store, queue:str=None)->bool:
+    "Let workers claim jobs of `queue` again, and wake those waiting; `False` if it wasn't paused"
+    queue = _queue_name(ifnone(queue, self.name))
+    self._check()
+    n = self._run(f"DELETE FROM paused WHERE queue = {self.find_dialect['p'].format('queue')}", dict(queue=queue))
+    _pause_changed()
+    if 'resumed' in self.sql: self._run(self.sql['resumed'], dict(queue=queue))  # tell other processes (PostgreSQL: NOTIFY)
+    _enqueued()
+    return n == 1

@@ -6,7 +6,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/worker.html.md"""
 
 # %% auto #0
 __all__ = ['logger', 'Retry', 'NoRetry', 'JobContext', 'current_job', 'settle', 'run_job', 'Heartbeat', 'work', 'wait_drained',
-           'Workers']
+           'Workers', 'PoolBeat']
 
 # %% ../nbs/01a_worker.ipynb #545b637f
 import contextvars, logging, re, threading, time
@@ -378,9 +378,29 @@ def _on_start(self:Workers):
 @patch
 def _on_stop(self:Workers):
     "Call the handler's `on_stop(pool)` once, as the pool stops, if its `on_start` was called; an error in it is logged"
+    self._stopped = True  # its heartbeat row goes once no job is in flight
     if not self.__dict__.pop('_hooked', False): return
     try: self.handler.on_stop(self)
     except Exception as e: self.log.error("%r: the handler's on_stop failed: %s: %s", self, type(e).__name__, e, exc_info=e)
+
+# %% ../nbs/01a_worker.ipynb #c62d10d2
+Workers.kind = 'threads'  # the kind of pool, for the dashboard: a runtime names its own ('async', 'processes')
+Workers.beat_every = 2.  # seconds between a pool's heartbeat rows
+Workers.beat,Workers._stopped = None,False
+
+@patch
+def _size(self:Workers)->int: "Threads, processes, or most jobs in flight"; return self.n
+@patch
+def _running_ids(self:Workers)->list:
+    "Ids of the jobs in flight, from the books"
+    with self.lock: return sorted(self.running)
+@patch
+def _over(self:Workers)->bool:
+    "Has the pool stopped, or begun to stop, with no job in flight? Then its heartbeat row goes"
+    return (self.stopping.is_set() or self._stopped) and not self.stats()['running']
+@patch
+def _end_beat(self:Workers):
+    if self.beat: self.beat.stop()
 
 # %% ../nbs/01a_worker.ipynb #560708f8
 @patch
@@ -388,6 +408,7 @@ def _begin(self:Workers):
     if self.started: raise RuntimeError(f"{self!r} was already started: make a new one")
     self._on_start()
     self.started = True
+    if self._size(): self.beat = PoolBeat(self).start()  # the pool's heartbeat row (see "A heartbeat row per pool")
 
 @patch
 def _serial(self:Workers):
@@ -453,3 +474,44 @@ def stop(self:Workers, timeout:float=10):
     self._finish(time.monotonic()+timeout)
     self._release(self._late(), timeout)
     self._cleanup()
+    self._end_beat()
+
+# %% ../nbs/01a_worker.ipynb #a07f05e5
+class PoolBeat:
+    "A daemon thread, with a store of its own, that writes its pool's heartbeat row (`Store.beat`) every `every` seconds, and deletes it once the pool has stopped"
+    sample_every = 10.  # seconds between the samples of the counts kept in the row (the last 32: over five minutes)
+    def __init__(self, pool, # a `Workers` that has started
+                 every:float=None): # seconds between beats (default: the pool's `beat_every`)
+        self.pool,self.every,self.done,self.samples,self.t0 = pool,_num('every', ifnone(every, pool.beat_every), lo=0.001),threading.Event(),[],None
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f'{pool.worker}-beat')
+    def start(self): self.thread.start(); return self
+    def stop(self, timeout:float=5):
+        "Stop beating, delete the row, and wait up to `timeout` seconds for that"
+        self.done.set(); self.thread.join(timeout)
+
+@patch
+def _row(self:PoolBeat, now)->dict:
+    "The pool's row as `Store.beat` takes it; a sample of the counts is added every `sample_every` seconds"
+    p,st = self.pool,self.pool.stats()
+    if now - (self.samples[-1][0] if self.samples else self.t0) >= self.sample_every: self.samples = [*self.samples, [now, st['processed'], st['failed']]][-32:]
+    return dict(id=p.worker, kind=p.kind, queues=[p.queue], size=p._size(), every=self.every, started_at=self.t0,
+                processed=st['processed'], failed=st['failed'], running=p._running_ids(), samples=self.samples)
+
+@patch
+def _run(self:PoolBeat):
+    p,q,due,quiet = self.pool,None,0.,time.monotonic() + 10  # quiet: a pool that fails to start says why itself, in one line
+    out = _Outage(p.log, f"Pool {p.worker} could not write its heartbeat row", f"Pool {p.worker} writes its heartbeat row again", min(self.every, 0.5), self.every)
+    try:
+        while not self.done.is_set() and not p._over():
+            if time.monotonic() >= due:
+                try:
+                    if q is None: q = open_queue(p.url, worker=f'{p.worker}-beat', **p.qkw); self.t0 = ifnone(self.t0, q.clock())
+                    q.beat(**self._row(q.clock())); out.ok(); due = time.monotonic() + self.every
+                except Exception as e:  # the database is away: the row shows the pool dead meanwhile
+                    due = time.monotonic() + (min(self.every, 0.5) if self.t0 is None and time.monotonic() < quiet else out.failed(e))
+            self.done.wait(min(0.25, self.every))
+    finally:
+        if q is not None:
+            try: q.end_pool(p.worker)
+            except Exception as e: p.log.warning("Pool %s could not delete its heartbeat row: %s (it reads as dead soon)", p.worker, e)
+            q.close()

@@ -24,6 +24,6 @@
     }
     if (window.htmx) htmx.process(el);
   };
-  for (const ev of ['counts', 'row', 'job']) es.addEventListener(ev, e => put(e.data));
+  for (const ev of ['counts', 'pools', 'row', 'job']) es.addEventListener(ev, e => put(e.data));
   window.cdemoStream = es;
 })();
