@@ -59,6 +59,7 @@ def _setup(c, busy_timeout, durable):
             if time.monotonic() > end: raise
             time.sleep(0.01)
     c.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    c.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)  # a plan fixed when prepared: binding a new value never re-prepares a statement (see Performance)
     return c
 
 def _bad_file(path, e):
@@ -88,10 +89,9 @@ CREATE TABLE IF NOT EXISTS job (
   id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL DEFAULT 'default', data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
   priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3,
   run_at REAL NOT NULL, lease_until REAL, worker TEXT, token TEXT, key TEXT, result TEXT, error TEXT,
-  created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT);
-CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
-CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
-CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT, started_at REAL);
+DROP INDEX IF EXISTS job_claim; DROP INDEX IF EXISTS job_lease; DROP INDEX IF EXISTS job_finished;
+CREATE INDEX IF NOT EXISTS job_ready ON job (queue, status DESC, priority DESC, run_at, id) WHERE status IN ('queued','running');
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
 CREATE TABLE IF NOT EXISTS periodic (name TEXT PRIMARY KEY, slot REAL NOT NULL);
 """
@@ -159,7 +159,7 @@ class Queue(Store):
         with self._tx():
             self.conn.execute(_schema)
             have = {r[1] for r in self.conn.execute('PRAGMA table_info(job)')}
-            for col,typ in (('progress', 'REAL'), ('note', 'TEXT')):  # a file made before these columns: add them
+            for col,typ in (('progress', 'REAL'), ('note', 'TEXT'), ('started_at', 'REAL')):  # a file made before these columns: add them
                 if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')
 
     def close(self):
@@ -216,13 +216,15 @@ def _insert_many(self:Queue, rows)->list:
 def _insert(self:Queue, row)->int: return self._insert_many([row])[0]
 
 # %% ../nbs/00_dbqueue.ipynb #72a0f9f9
+_queues = f"""WITH RECURSIVE qs(q) AS (SELECT min(queue) FROM job WHERE status IN ('queued','running')
+  UNION ALL SELECT (SELECT min(queue) FROM job WHERE status IN ('queued','running') AND queue>q) FROM qs WHERE q IS NOT NULL) SELECT q FROM qs"""  # every queue with unfinished jobs, one index seek each
 Queue.sql.update(
-    reclaim="""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END,
+    reclaim=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END,
   error='lease expired (worker ' || coalesce(worker,'?') || ')', token=NULL, lease_until=NULL, updated_at=:now
-  WHERE status='running' AND lease_until<:now""",
+  WHERE id IN (SELECT id FROM job WHERE queue IN ({_queues}) AND status IN ('queued','running') AND status='running' AND lease_until<:now)""",
     claim=f"""UPDATE job SET status='running', attempts=attempts+1, lease_until=:lease_until, worker=:worker,
-  token=lower(hex(randomblob(8))), updated_at=:now
-  WHERE id IN (SELECT id FROM job WHERE queue=:queue AND status='queued' AND (run_at<=:now OR run_at=created_at) ORDER BY priority DESC, run_at, id LIMIT :n)
+  token=lower(hex(randomblob(8))), started_at=:now, updated_at=:now
+  WHERE id IN (SELECT id FROM job WHERE queue=:queue AND status IN ('queued','running') AND status='queued' AND (run_at<=:now OR run_at=created_at) ORDER BY priority DESC, run_at, id LIMIT :n)
   RETURNING {_cols}""")
 
 @patch
@@ -336,8 +338,8 @@ Queue.sql.update(
     progress=f"UPDATE job SET progress=:progress, note=:note, updated_at=:now WHERE {_holds}",
     finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status='cancelled'",
-    next_due="""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=:queue AND status='queued'
-  UNION ALL SELECT min(lease_until) FROM job WHERE status='running')""",
+    next_due=f"""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=:queue AND status IN ('queued','running') AND status='queued'
+  UNION ALL SELECT min(lease_until) FROM job WHERE queue IN ({_queues}) AND status IN ('queued','running') AND status='running')""",
     prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead','cancelled') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
     cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE id=:id",

@@ -81,9 +81,10 @@ CREATE TABLE IF NOT EXISTS job (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL DEFAULT 'default', data text NOT NULL,
   status text NOT NULL DEFAULT 'queued', priority bigint NOT NULL DEFAULT 0, attempts bigint NOT NULL DEFAULT 0,
   max_attempts bigint NOT NULL DEFAULT 3, run_at float8 NOT NULL, lease_until float8, worker text, token text, key text,
-  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL, progress float8, note text);
+  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL, progress float8, note text, started_at float8);
 ALTER TABLE job ADD COLUMN IF NOT EXISTS progress float8;
 ALTER TABLE job ADD COLUMN IF NOT EXISTS note text;
+ALTER TABLE job ADD COLUMN IF NOT EXISTS started_at float8;
 CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
 CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
@@ -171,7 +172,7 @@ PgQueue.sql.update(
     SELECT id FROM job WHERE queue=%(queue)s AND status='queued' AND (run_at<=%(now)s OR run_at=created_at)
     ORDER BY priority DESC, run_at, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
   UPDATE job SET status='running', attempts=job.attempts+1, lease_until=%(lease_until)s, worker=%(worker)s,
-    token=replace(gen_random_uuid()::text, '-', ''), updated_at=%(now)s
+    token=replace(gen_random_uuid()::text, '-', ''), started_at=%(now)s, updated_at=%(now)s
   FROM c WHERE job.id=c.id
   RETURNING {', '.join('job.'+c for c in _cols.split(', '))}""")
 

@@ -24,6 +24,7 @@ class Job:
     lease_until:float|None; worker:str|None; token:str|None; key:str|None; result:Any; error:str|None
     created_at:float; updated_at:float
     progress:float|None = None; note:str|None = None  # what a running task last reported (`current_job().progress`)
+    started_at:float|None = None  # when the current (or last) attempt was claimed
 
 _cols = ', '.join(f.name for f in fields(Job))
 def _job(row):
