@@ -14,7 +14,7 @@ from pathlib import Path
 import apsw, apsw.ext, logging
 from fastcore.utils import *
 from fastcore.meta import delegates
-from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, _cols
+from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, finished, bucket_sql, _cols
 from .store import _num, _worker_id, _enqueued  # older importers took these from here: import them from `store`
 _all_ = ['open_queue', 'Job', 'LeaseLost', 'StoreUnavailable', 'FakeClock', 'fmt_error', 'statuses']
 
@@ -96,6 +96,31 @@ CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT N
 CREATE TABLE IF NOT EXISTS periodic (name TEXT PRIMARY KEY, slot REAL NOT NULL);
 """
 
+# %% ../nbs/00_dbqueue.ipynb #a03035f3
+_unf = "('queued','running')"
+def _into(s): return f"CASE WHEN {s} IN {_unf} THEN 'unfinished' ELSE {s} END"  # the row a job entering status `s` adds 1 to
+def _out(s): return f"CASE WHEN {s} IN {_unf} THEN 'unfinished' ELSE 'left ' || {s} END"  # the row a job leaving `s` changes
+def _outn(s): return f"CASE WHEN {s} IN {_unf} THEN -1 ELSE 1 END"  # by how much
+
+_stat_schema = f"""
+CREATE TABLE IF NOT EXISTS job_stat (queue TEXT NOT NULL, stat TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, secs REAL NOT NULL DEFAULT 0,
+  PRIMARY KEY (queue, stat)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS job_stat_insert AFTER INSERT ON job BEGIN
+  INSERT INTO job_stat (queue, stat, n) VALUES (NEW.queue, {_into('NEW.status')}, 1) ON CONFLICT DO UPDATE SET n=n+1; END;
+CREATE TRIGGER IF NOT EXISTS job_stat_delete AFTER DELETE ON job BEGIN
+  INSERT INTO job_stat (queue, stat, n) VALUES (OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}) ON CONFLICT DO UPDATE SET n=n+excluded.n; END;
+CREATE TRIGGER IF NOT EXISTS job_stat_update AFTER UPDATE OF queue, status ON job
+  WHEN OLD.queue IS NOT NEW.queue OR {_into('OLD.status')} IS NOT {_into('NEW.status')} BEGIN
+  INSERT INTO job_stat (queue, stat, n, secs) SELECT OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}, 0
+    UNION ALL SELECT NEW.queue, {_into('NEW.status')}, 1, 0
+    UNION ALL SELECT NEW.queue, k || ' ' || ({bucket_sql('x')}), 1, x
+      FROM (SELECT 'run' AS k, max(0, NEW.updated_at - NEW.started_at) AS x UNION ALL SELECT 'wait', max(0, NEW.started_at - NEW.run_at))
+      WHERE OLD.status='running' AND NEW.status IN ('done','dead') AND NEW.started_at IS NOT NULL
+    ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs; END;
+DROP TRIGGER IF EXISTS job_stat_finish;
+"""
+_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a file from before `job_stat`: count once
+
 # %% ../nbs/00_dbqueue.ipynb #ae7d9cba
 _queue_files = {}   # (st_dev, st_ino) of each SQLite file a `Queue` in this process has open -> how many queues
 
@@ -157,10 +182,13 @@ class Queue(Store):
             self.url,self._file = f'sqlite:///{self.conn.filename}',self.conn.filename or None
             if self._file and (ino := _inode(self._file)): _queue_files[ino] = _queue_files.get(ino, 0) + 1; self._ino = ino
         with self._tx():
+            fresh = not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='job_stat'").fetchall()
             self.conn.execute(_schema)
             have = {r[1] for r in self.conn.execute('PRAGMA table_info(job)')}
             for col,typ in (('progress', 'REAL'), ('note', 'TEXT'), ('started_at', 'REAL')):  # a file made before these columns: add them
                 if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')
+            self.conn.execute(_stat_schema)
+            if fresh: self.conn.execute(_stat_fill)
 
     def close(self):
         with _open_lock:
@@ -216,8 +244,7 @@ def _insert_many(self:Queue, rows)->list:
 def _insert(self:Queue, row)->int: return self._insert_many([row])[0]
 
 # %% ../nbs/00_dbqueue.ipynb #72a0f9f9
-_queues = f"""WITH RECURSIVE qs(q) AS (SELECT min(queue) FROM job WHERE status IN ('queued','running')
-  UNION ALL SELECT (SELECT min(queue) FROM job WHERE status IN ('queued','running') AND queue>q) FROM qs WHERE q IS NOT NULL) SELECT q FROM qs"""  # every queue with unfinished jobs, one index seek each
+_queues = "SELECT queue FROM job_stat WHERE stat='unfinished' AND n>0"  # the queues with unfinished jobs, from the counts
 Queue.sql.update(
     reclaim=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END,
   error='lease expired (worker ' || coalesce(worker,'?') || ')', token=NULL, lease_until=NULL, updated_at=:now
@@ -294,12 +321,17 @@ def _listen(self:Queue):
     w.ok.wait(5)
 
 # %% ../nbs/00_dbqueue.ipynb #af50b34a
+_running = "(SELECT count(*) FROM job WHERE job.queue=job_stat.queue AND status IN ('queued','running') AND status='running')"
+_counts = f"""WITH c AS (SELECT queue, n, {_running} AS r FROM job_stat WHERE stat='unfinished' AND (:queue IS NULL OR queue=:queue))
+  SELECT queue, stat, n - coalesce((SELECT n FROM job_stat l WHERE l.queue=s.queue AND l.stat='left ' || s.stat), 0) AS n
+    FROM job_stat s WHERE stat IN {finished} AND (:queue IS NULL OR queue=:queue) AND n != 0
+  UNION ALL SELECT queue, 'running', r FROM c WHERE r != 0 UNION ALL SELECT queue, 'queued', n - r FROM c WHERE n - r != 0"""
 Queue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=?",
     exists="SELECT status FROM job WHERE id=?",
-    stats="SELECT status, count(*) FROM job WHERE queue=? GROUP BY status",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT ?",
-    counts="SELECT queue, status, count(*) FROM job GROUP BY queue, status ORDER BY queue")
+    counts=_counts + " ORDER BY queue", stats=f"SELECT stat, n FROM ({_counts})",
+    job_stats=f"SELECT queue, stat, n, secs FROM job_stat WHERE stat IN {finished} OR stat LIKE 'run %' OR stat LIKE 'wait %' ORDER BY queue, stat")
 
 # %% ../nbs/00_dbqueue.ipynb #8cc41c2e
 _holds = "id=:id AND token=:token AND status='running' AND lease_until>=:now"

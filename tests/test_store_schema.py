@@ -40,3 +40,44 @@ def test_old_sqlite_file_opens_and_migrates(tmp_path):
     assert [o.data for o in q.dequeue_many(5)] == ['q1', 'stale']
     q.close(); q2 = open_queue(path, name='a')  # opening again changes nothing
     assert q2.stats() == dict(queued=0, running=4, done=1, dead=0, cancelled=0)
+
+def _recount(q):
+    "Counts by a full recount of the table, as `counts` once did"
+    res = {}
+    for name,st,n in q._all("SELECT queue, status, count(*) FROM job GROUP BY queue, status", ()):
+        res.setdefault(name, dict.fromkeys(statuses, 0))[st] = n
+    return res
+
+def test_kept_counts_match_a_recount(store):
+    "Every way a job's status changes, and plain SQL on the table too, keeps the store's counts equal to a recount"
+    from concurrency_demo.store import FakeClock
+    clk = FakeClock(); q, o = open_queue(store, name='a', lease=10, clock=clk), open_queue(store, name='b', clock=clk)
+    ids = q.enqueue_many(list(range(20))) + [q.enqueue('k', key='k1'), q.enqueue('k again', key='k1'), q.enqueue('later', delay=60)]
+    o.enqueue_many(['x', 'y'])
+    js = q.dequeue_many(8)
+    q.ack(js[0]); q.ack_many(js[1:3]); q.ack_each(js[3:4]); q.fail(js[4], 'boom'); q.fail(js[5], 'fatal', retry=False); q.release(js[6])
+    q.cancel(ids[10]); q.cancel(js[7].id); q.retry(js[5].id); q.retry(ids[10])
+    clk.tick(11); q.dequeue_many(2); clk.tick(11); q.dequeue()  # two leases expire and are reclaimed
+    assert q.counts() == _recount(q) and q.stats() == _recount(q)['a']
+    p = '?' if '://' not in store else '%s'
+    q._run(f"UPDATE job SET status='done' WHERE id IN ({p}, {p})", (ids[12], ids[13]))  # by hand, as an operator might
+    q._run(f"DELETE FROM job WHERE id = {p}", (ids[14],))
+    q._run(f"UPDATE job SET queue='c' WHERE id = {p}", (ids[15],))
+    clk.tick(100); q.ack(q.dequeue()); q.prune(0)
+    assert q.counts() == _recount(q)
+    if hasattr(q, '_fold_stats'): q._fold_stats(); assert q.counts() == _recount(q)
+    done = {r[1]: r[2] for r in q._all(q.sql['job_stats'], {}) if r[0] == 'a'}
+    assert done['done'] >= 5 and sum(n for k,n in done.items() if k.startswith('run ')) >= 5  # outcomes and run times, kept past the prune
+
+def test_old_postgres_database_gets_its_counts(pg_server):
+    "A PostgreSQL database made before the counts were kept: the first open counts once, in the same transaction as the triggers"
+    from concurrency_demo.pgqueue import pg_database
+    import psycopg
+    with pg_database(pg_server, 'cdemo_test') as url:
+        q = open_queue(url, name='a'); q.enqueue_many(list(range(5))); q.ack(q.dequeue()); q.close()
+        with psycopg.connect(url, autocommit=True) as c:  # back to before: no stats tables, no triggers
+            c.execute("DROP TABLE job_stat, job_stat_delta; DROP TRIGGER job_stat_update ON job; DROP TRIGGER job_stat_insert ON job; DROP TRIGGER job_stat_delete ON job")
+            c.execute("INSERT INTO job (queue, data, run_at, created_at, updated_at) VALUES ('b', '1', 0, 0, 0)")
+        q = open_queue(url, name='a')
+        assert q.counts() == _recount(q) == {'a': dict(queued=4, running=0, done=1, dead=0, cancelled=0), 'b': dict(queued=1, running=0, done=0, dead=0, cancelled=0)}
+        q.ack(q.dequeue()); assert q.counts() == _recount(q); q.close()
