@@ -14,7 +14,7 @@ from pathlib import Path
 import apsw, apsw.ext, logging
 from fastcore.utils import *
 from fastcore.meta import delegates
-from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, finished, bucket_sql, _cols
+from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, finished, bucket_sql, errors_kept, _cols
 from .store import _num, _worker_id, _enqueued  # older importers took these from here: import them from `store`
 _all_ = ['open_queue', 'Job', 'LeaseLost', 'StoreUnavailable', 'FakeClock', 'fmt_error', 'statuses']
 
@@ -121,6 +121,17 @@ DROP TRIGGER IF EXISTS job_stat_finish;
 """
 _stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a file from before `job_stat`: count once
 
+# %% ../nbs/00_dbqueue.ipynb #5e281728
+# every attempt's error, kept by a trigger (see *Acknowledge, fail, extend, release* below)
+_error_schema = f"""
+CREATE TABLE IF NOT EXISTS job_error (job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, error TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS job_error_job ON job_error (job_id);
+CREATE TRIGGER IF NOT EXISTS job_error_add AFTER UPDATE OF error ON job WHEN NEW.error IS NOT NULL AND NEW.status != 'cancelled' BEGIN
+  INSERT INTO job_error VALUES (NEW.id, NEW.attempts, NEW.updated_at, NEW.error);
+  DELETE FROM job_error WHERE job_id=NEW.id AND rowid <= (SELECT rowid FROM job_error WHERE job_id=NEW.id ORDER BY rowid DESC LIMIT 1 OFFSET {errors_kept}); END;
+CREATE TRIGGER IF NOT EXISTS job_error_gone AFTER DELETE ON job BEGIN DELETE FROM job_error WHERE job_id=OLD.id; END;
+"""
+
 # %% ../nbs/00_dbqueue.ipynb #ae7d9cba
 _queue_files = {}   # (st_dev, st_ino) of each SQLite file a `Queue` in this process has open -> how many queues
 
@@ -188,6 +199,7 @@ class Queue(Store):
             for col,typ in (('progress', 'REAL'), ('note', 'TEXT'), ('started_at', 'REAL')):  # a file made before these columns: add them
                 if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')
             self.conn.execute(_stat_schema)
+            self.conn.execute(_error_schema)
             if fresh: self.conn.execute(_stat_fill)
 
     def close(self):
@@ -361,6 +373,9 @@ def _ack_each(self:Queue, jobs, results, now)->list:
 Queue.sql.update(fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts OR :final THEN 'dead' ELSE 'queued' END, error=:error,
   run_at=CASE WHEN attempts>=max_attempts OR :final THEN run_at ELSE :now + :delay END,
   token=NULL, lease_until=NULL, updated_at=:now WHERE {_holds}""")
+
+# %% ../nbs/00_dbqueue.ipynb #2643395b
+Queue.sql['errors'] = "SELECT attempt, at, error FROM job_error WHERE job_id=? ORDER BY rowid"
 
 # %% ../nbs/00_dbqueue.ipynb #ac3779bd
 Queue.sql.update(

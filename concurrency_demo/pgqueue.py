@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import psycopg
 from fastcore.utils import *
 from fastcore.meta import delegates
-from .store import Store, Job, StoreUnavailable, _num, _cols, bucket_sql, finished, statuses
+from .store import Store, Job, StoreUnavailable, _num, _cols, bucket_sql, finished, statuses, errors_kept
 
 # %% ../nbs/09_postgres.ipynb #5d352058
 def pg_bin(name:str)->str:
@@ -121,6 +121,21 @@ CREATE OR REPLACE TRIGGER job_stat_delete AFTER DELETE ON job REFERENCING OLD TA
 """
 _pg_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a database from before `job_stat`: count once
 
+_pg_error_schema = f"""
+CREATE TABLE IF NOT EXISTS job_error (seq bigint GENERATED ALWAYS AS IDENTITY, job_id bigint NOT NULL, attempt bigint NOT NULL,
+  at float8 NOT NULL, error text NOT NULL);
+CREATE INDEX IF NOT EXISTS job_error_job ON job_error (job_id, seq);
+CREATE OR REPLACE FUNCTION job_error_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO job_error (job_id, attempt, at, error) VALUES (NEW.id, NEW.attempts, NEW.updated_at, NEW.error);
+  DELETE FROM job_error WHERE job_id=NEW.id AND seq <= (SELECT seq FROM job_error WHERE job_id=NEW.id ORDER BY seq DESC OFFSET {errors_kept} LIMIT 1);
+  RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION job_error_gone() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  DELETE FROM job_error WHERE job_id IN (SELECT id FROM old_jobs); RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER job_error_add AFTER UPDATE OF error ON job FOR EACH ROW WHEN (NEW.error IS NOT NULL AND NEW.status <> 'cancelled')
+  EXECUTE FUNCTION job_error_add();
+CREATE OR REPLACE TRIGGER job_error_gone AFTER DELETE ON job REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_error_gone();
+"""
+
 _fold = """WITH d AS (DELETE FROM job_stat_delta RETURNING queue, stat, n, secs)
   INSERT INTO job_stat (queue, stat, n, secs) SELECT queue, stat, sum(n), sum(secs) FROM d GROUP BY queue, stat ORDER BY queue, stat
   ON CONFLICT (queue, stat) DO UPDATE SET n=job_stat.n+excluded.n, secs=job_stat.secs+excluded.secs"""
@@ -130,6 +145,8 @@ def _unavailable(url, e)->StoreUnavailable:
     "A one-line `StoreUnavailable` for the server at `url` (password hidden), from psycopg's error `e`"
     why = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return StoreUnavailable(f"PostgreSQL at {re.sub(r':[^:@/]*@', ':***@', str(url))} is unavailable: {why}")
+
+_triggers = "SELECT count(*) FROM pg_trigger WHERE tgrelid='job'::regclass AND tgname IN ('job_stat_update', 'job_error_add')"
 
 class PgQueue(Store):
     "A durable job queue in a PostgreSQL table, claimed with `FOR UPDATE SKIP LOCKED`: a `Store` for many machines."
@@ -144,9 +161,9 @@ class PgQueue(Store):
         with self.conn.transaction():  # one creator at a time: concurrent CREATE IF NOT EXISTS can collide
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdemo job schema'))")
             self.conn.execute(_pg_schema)
-            if not self.conn.execute("SELECT 1 FROM pg_trigger WHERE tgname='job_stat_update' AND tgrelid='job'::regclass").fetchall():
+            if self.conn.execute(_triggers).fetchone()[0] < 2:  # a database from before the kept counts or errors
                 fresh = self.conn.execute("SELECT to_regclass('job_stat') IS NULL").fetchone()[0]
-                self.conn.execute(_pg_stat_schema)  # takes the table's write lock: no job changes until this commits
+                self.conn.execute(_pg_stat_schema + _pg_error_schema)  # takes the table's write lock: no job changes until this commits
                 if fresh: self.conn.execute(_pg_stat_fill)
 
     def _connect(self):
@@ -241,6 +258,7 @@ PgQueue.sql.update(
     stats=f"SELECT stat, n FROM ({_pg_counts}) AS c",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT %s",
     counts=_pg_counts + " ORDER BY queue",
+    errors="SELECT attempt, at, error FROM job_error WHERE job_id=%s ORDER BY seq",
     job_stats=f"""SELECT queue, stat, sum(n)::bigint, sum(secs) FROM (SELECT * FROM job_stat UNION ALL SELECT * FROM job_stat_delta) AS a
   WHERE stat IN {finished} OR stat LIKE 'run %%' OR stat LIKE 'wait %%' GROUP BY queue, stat ORDER BY queue, stat""",
     prune="DELETE FROM job WHERE queue=%(queue)s AND status IN ('done','dead','cancelled') AND updated_at<%(before)s",

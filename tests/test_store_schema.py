@@ -81,3 +81,20 @@ def test_old_postgres_database_gets_its_counts(pg_server):
         q = open_queue(url, name='a')
         assert q.counts() == _recount(q) == {'a': dict(queued=4, running=0, done=1, dead=0, cancelled=0), 'b': dict(queued=1, running=0, done=0, dead=0, cancelled=0)}
         q.ack(q.dequeue()); assert q.counts() == _recount(q); q.close()
+
+def test_every_attempts_error_is_kept(store):
+    "Each failed attempt's error (fail, an expired lease) is kept, the last 20 per job, gone with the job; the old last-error column is unchanged"
+    from concurrency_demo.store import FakeClock, errors_kept
+    clk = FakeClock(); q = open_queue(store, lease=10, clock=clk, backoff=0.001, backoff_cap=0.5)
+    jid = q.enqueue('x', max_attempts=30)
+    for i in range(errors_kept + 3):
+        j = q.dequeue()
+        if i == errors_kept: clk.tick(11); continue  # this attempt's lease runs out
+        q.fail(j, f'boom {i}'); clk.tick(1)
+    es = q.errors(jid)
+    assert len(es) == errors_kept and [a for a,_,_ in es] == list(range(4, errors_kept + 4))
+    assert es[-1][2] == q.get(jid).error == f'boom {errors_kept + 2}' and es[-3][2].startswith('lease expired')
+    q.cancel(jid); assert len(q.errors(jid)) == errors_kept  # a cancel is no attempt's error
+    clk.tick(5); assert q.prune(1) == 1 and q.errors(jid) == []
+    with pytest.raises(ValueError): q.errors('1')
+    assert q.errors(10**9) == []
