@@ -236,10 +236,22 @@ def _reclaim_expired(self:PgQueue, now):
     self._fold_stats()
 
 @patch
+def counts(self:PgQueue)->dict:
+    "`Store.counts`, with the waiting deltas folded in first (a read then sums a few rows, not every change since the last fold)"
+    self._check(); self._fold_stats()
+    return Store.counts(self)
+
+@patch
+def stats(self:PgQueue)->dict:
+    "`Store.stats`, deltas folded first"
+    self._check(); self._fold_stats()
+    return Store.stats(self)
+
+@patch
 def _fold_stats(self:PgQueue):
     "Fold `job_stat_delta` into `job_stat`, unless another connection is doing it right now"
-    with self.conn.transaction():
-        if self.conn.execute("SELECT pg_try_advisory_xact_lock(hashtext('cdemo job_stat fold'))").fetchone()[0]: self.conn.execute(_fold)
+    with self._tx():
+        if self._all("SELECT pg_try_advisory_xact_lock(hashtext('cdemo job_stat fold'))", None)[0][0]: self._run(_fold, None)
 @patch
 def _claim_rows(self:PgQueue, p)->list: return self.conn.execute(self.sql['claim'], p).fetchall()
 
