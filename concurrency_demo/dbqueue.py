@@ -117,7 +117,6 @@ CREATE TRIGGER IF NOT EXISTS job_stat_update AFTER UPDATE OF queue, status ON jo
       FROM (SELECT 'run' AS k, max(0, NEW.updated_at - NEW.started_at) AS x UNION ALL SELECT 'wait', max(0, NEW.started_at - NEW.run_at))
       WHERE OLD.status='running' AND NEW.status IN ('done','dead') AND NEW.started_at IS NOT NULL
     ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs; END;
-DROP TRIGGER IF EXISTS job_stat_finish;
 """
 _stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a file from before `job_stat`: count once
 
