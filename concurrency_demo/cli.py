@@ -118,7 +118,8 @@ def _when(t)->str: return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t)) if 
 def _what(j)->str: return dumps(j.data, ensure_ascii=False) if not isinstance(j.data, str) else j.data
 def _job_dict(j)->dict:
     return {k: getattr(j, k) for k in ('id', 'queue', 'status', 'data', 'result', 'error', 'attempts', 'max_attempts', 'priority', 'key', 'worker',
-                                       'progress', 'note', 'run_at', 'created_at', 'updated_at')}
+                                       'progress', 'note', 'run_at', 'created_at', 'started_at', 'updated_at')}
+def _waited(j)->str: return f'  (waited {j.started_at - j.run_at:.3f} s)' if j.status != 'queued' else ''
 
 @call_parse
 def jobs(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:// URL
@@ -149,17 +150,20 @@ def show(id:int, # the job's id
          json:store_true=False): # print the job as one JSON object
     "Print one job in full: data, result, error, times, worker"
     from concurrency_demo.store import open_queue
-    with open_queue(_db_ok(db, must_exist=True)) as s: j = _get(s, id)
-    if json: return print(dumps(_job_dict(j), ensure_ascii=False))
-    took = f"  ({j.updated_at - j.created_at:.3f} s after it was enqueued)" if j.status in ('done', 'dead', 'cancelled') else ''
+    with open_queue(_db_ok(db, must_exist=True)) as s: j = _get(s, id); errs = s.errors(id)
+    if json: return print(dumps(dict(_job_dict(j), errors=[dict(attempt=a, at=t, error=e) for a,t,e in errs]), ensure_ascii=False))
+    took = f"  ({j.updated_at - j.created_at:.3f} s after it was enqueued" + (f", ran {j.updated_at - j.started_at:.3f} s" if j.started_at and j.status != 'cancelled' else '') + ')' if j.status in ('done', 'dead', 'cancelled') else ''
     rows = [('job', f'{j.id} in queue {j.queue}: {j.status}'), ('attempts', f'{j.attempts} of {j.max_attempts}'), ('priority', j.priority),
             ('key', j.key), ('worker', j.worker), ('progress', f'{j.progress:.0%} {j.note or ""}'.strip() if j.progress is not None else j.note),
-            ('created', _when(j.created_at) + ' UTC'), ('updated', _when(j.updated_at) + ' UTC' + took)]
+            ('created', _when(j.created_at) + ' UTC'), ('started', _when(j.started_at) + ' UTC' + _waited(j) if j.started_at else None),
+            ('updated', _when(j.updated_at) + ' UTC' + took)]
     for k,v in rows:
         if v not in (None, ''): print(f'{k:<9} {v}')
     print('data', dumps(j.data, indent=2, ensure_ascii=False), sep='\n')
     if j.status == 'done': print('result', j.result if isinstance(j.result, str) else dumps(j.result, indent=2, ensure_ascii=False), sep='\n')
-    if j.error: print('error', j.error, sep='\n')
+    if len(errs) > 1:
+        for a,t,e in errs: print(f'error of attempt {a} ({_when(t)} UTC)', e, sep='\n')
+    elif j.error: print('error', j.error, sep='\n')
 
 # %% ../nbs/06a_cli.ipynb #7d21cb15
 def _act(db, id, action):

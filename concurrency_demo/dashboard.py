@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from fastcore.xml import Safe
 import concurrency_demo
-from .store import open_queue, statuses, StoreUnavailable, Job, parse_age, Queues
+from .store import open_queue, statuses, StoreUnavailable, Job, parse_age, Queues, buckets
 
 # %% ../nbs/06c_dashboard.ipynb #0a0ab4bb
 def _short(s, n=200): s = str(s); return s if len(s) <= n else s[:n] + '…'
@@ -284,9 +284,9 @@ async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
                     js = await asyncio.to_thread(lambda: changes(stores(), f, n, sent, since if first else None))
                     for j in sorted(js, key=lambda j: j.id): yield sse_message(Safe(row(j, root, desc)), event='row')
                 else:
-                    j = await asyncio.to_thread(lambda: stores().get(job_id))
+                    j,errs = await asyncio.to_thread(lambda: (stores().get(job_id), stores().errors(job_id)))
                     if sent.get(j.id) != (s := sig(j)):
-                        if not first or j.updated_at > since: yield sse_message(job_detail(j, root, desc), event='job')
+                        if not first or j.updated_at > since: yield sse_message(job_detail(j, root, desc, errs), event='job')
                         sent[j.id] = s
                 first = False
             except (StoreUnavailable, KeyError): pass
@@ -295,21 +295,27 @@ async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
 # %% ../nbs/06c_dashboard.ipynb #9d563e3a
 def _dl(*kv): return Dl(*[x for k,v in kv if v not in (None, '') for x in (Dt(k), Dd(v))])
 
-def job_detail(j, root='', describe=describe):
-    "Everything stored about job `j`, as the job page's main section"
+def job_detail(j, root='', describe=describe, errors=None):
+    "Everything stored about job `j` (and its `errors`, every attempt's, from `Store.errors`), as the job page's main section"
     try:
         run = j.updated_at - j.created_at if j.status in finished else None
+        st = getattr(j, 'started_at', None)
+        ran = (j.updated_at if j.status in finished else time.time()) - st if st and j.status in ('running', 'done', 'dead') else None
         prog = Progress(value=f'{j.progress:.3f}', max='1') if isinstance(j.progress, (int, float)) else ''
         return Section(H2(f'Job {j.id} ', Span(j.status, cls=f'status {j.status}'), ' ', actions(j, root, 'page')),
             _dl(('queue', A(j.queue, href=qs_url(root, queue=j.queue))), ('task', task_name(j)), ('what', _short(d, 500) if (d := describe(j)) != _json(j.data) else None),
                 ('attempts', f'{j.attempts} of {j.max_attempts}'), ('priority', j.priority), ('key', j.key), ('worker', j.worker),
                 ('progress', Span(prog, f' {j.progress:.0%}' if prog else '', f' {j.note}' if j.note else '') if prog or j.note else None),
                 ('created', when(j.created_at)), ('due', when(j.run_at) if j.status == 'queued' and j.run_at > time.time() else None),
+                ('started', when(st) if st else None), ('waited', dur(st - j.run_at) if st and j.status != 'queued' else None),
                 ('lease until', when(j.lease_until) if j.lease_until and j.status == 'running' else None),
-                ('finished' if j.status in finished else 'updated', when(j.updated_at)), ('enqueue to finish', dur(run) if run is not None else None)),
+                ('finished' if j.status in finished else 'updated', when(j.updated_at)), ('ran', dur(ran) if ran is not None else None),
+                ('enqueue to finish', dur(run) if run is not None else None)),
             H3('Data'), Pre(json.dumps(j.data, indent=2, ensure_ascii=False)),
             *([H3('Result'), Pre(j.result if isinstance(j.result, str) else json.dumps(j.result, indent=2, ensure_ascii=False))] if j.status == 'done' else []),
-            *([H3('Error' + (' (the last attempt)' if j.attempts > 1 else '')), Pre(j.error)] if j.error else []), id='job-detail', data_sig=sig(j))
+            *([H3(f'Errors, one per failed attempt ({len(errs)})'), *[Div(P(f'attempt {a} · ', when(t)), Pre(e), cls='attempt-error') for a,t,e in errs]]
+              if len(errs := list(errors or [])) > 1 else [H3('Error' + (' (the last attempt)' if j.attempts > 1 else '')), Pre(j.error)] if j.error else []),
+            id='job-detail', data_sig=sig(j))
     except Exception: return Section(H2(f'Job {getattr(j, "id", "?")}'), Pre(_json(vars(j) if hasattr(j, '__dict__') else j)), id='job-detail')
 
 # %% ../nbs/06c_dashboard.ipynb #8c908ce1
@@ -348,37 +354,28 @@ class Guard:
         await self.app(scope, receive, send)
 
 # %% ../nbs/06c_dashboard.ipynb #3b706ff9
-_buckets = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, float('inf'))
-
 class JobMetrics:
-    "A prometheus-client collector over the database: jobs by queue and status; finished jobs and their enqueue-to-finish time, counted from the first scrape"
-    def __init__(self, stores): self.stores,self.since,self.done,self.hist,self.lock = stores,None,{},{},threading.Lock()
-    def _observe(self):
-        q = self.stores()
-        if self.since is None: self.since = q.clock()
-        while rows := q.finished_since(self.since, 10_000):
-            for name,st,created,updated in rows:
-                self.done[(name, st)] = self.done.get((name, st), 0) + 1
-                h = self.hist.setdefault(name, [[0]*len(_buckets), 0.])
-                t = max(0., updated - created); h[1] += t
-                for i,b in enumerate(_buckets):
-                    if t <= b: h[0][i] += 1
-            self.since = rows[-1][3]
-            if len(rows) < 10_000: break
+    "A prometheus-client collector over the numbers the store keeps: jobs by queue and status, finished jobs by outcome, run- and wait-time histograms"
+    def __init__(self, stores): self.stores,self.lock = stores,threading.Lock()
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily, CounterMetricFamily, HistogramMetricFamily
-        with self.lock:
-            self._observe()
-            g = GaugeMetricFamily('cdemo_jobs', 'Jobs in the database, by queue and status', labels=['queue', 'status'])
-            for name,c in sorted(self.stores().counts().items()):
-                for s in statuses: g.add_metric([name, s], c.get(s, 0))
-            yield g
-            c = CounterMetricFamily('cdemo_jobs_finished', 'Jobs seen finishing since the dashboard started, by queue and outcome', labels=['queue', 'outcome'])
-            for (name,st),n in sorted(self.done.items()): c.add_metric([name, st], n)
-            yield c
-            h = HistogramMetricFamily('cdemo_job_seconds', 'Seconds from enqueue to finish of jobs seen finishing', labels=['queue'])
-            for name,(cum,total) in sorted(self.hist.items()):
-                h.add_metric([name], [('+Inf' if b == float('inf') else str(b), n) for b,n in zip(_buckets, cum)], total)
+        with self.lock: counts,kept = self.stores().counts(),self.stores().job_stats()
+        g = GaugeMetricFamily('cdemo_jobs', 'Jobs in the database, by queue and status', labels=['queue', 'status'])
+        for name,c in sorted(counts.items()):
+            for s in statuses: g.add_metric([name, s], c.get(s, 0))
+        yield g
+        c = CounterMetricFamily('cdemo_jobs_finished', 'Jobs that reached each outcome, by queue (since the store began keeping them)', labels=['queue', 'outcome'])
+        for name,d in sorted(kept.items()):
+            for st,n in d['finished'].items(): c.add_metric([name, st], n)
+        yield c
+        for k,what in (('run', 'from claim to outcome'), ('wait', 'from due to claim')):
+            h = HistogramMetricFamily(f'cdemo_job_{k}_seconds', f'Seconds {what} of finished attempts, by queue', labels=['queue'])
+            for name,d in sorted(kept.items()):
+                cum,tot,bs = 0,0.,[]
+                for b in buckets:
+                    le = '+Inf' if b == float('inf') else f'{b:g}'
+                    n,s = d[k].get(le, (0, 0.)); cum,tot = cum+n,tot+s; bs.append((le, cum))
+                h.add_metric([name], bs, tot)
             yield h
 
 # %% ../nbs/06c_dashboard.ipynb #b7b12a55
@@ -505,7 +502,7 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         try: j = stores().get(id)
         except KeyError: return shell(req, f'No job {id}', Main(Header(H1(A(title, href=f'{r}/'))), P(f'No job {id}: it may have been purged.', cls='error')))
         return shell(req, f'Job {id} · {title}', Main(Header(H1(A(title, href=f'{r}/'))), Div(id='msg', role='status', aria_live='polite'),
-                     job_detail(j, r, desc)), stream=f'{r}/stream?' + urlencode(dict(job=id, since=time.time())))
+                     job_detail(j, r, desc, stores().errors(id))), stream=f'{r}/stream?' + urlencode(dict(job=id, since=time.time())))
 
     @app.route('/jobs/{id}')
     def job_row_get(req, id:int):
@@ -519,7 +516,7 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         except KeyError: return problem(f'No job {id}', 404)
         except ValueError as e: return problem(f"Can't {action} job {id}: {e}", 409)
         j,r = stores().get(id),_root(req)
-        return HTMLResponse(to_xml(job_detail(j, r, desc)) if req.query_params.get('view') == 'page' else row(j, r, desc))
+        return HTMLResponse(to_xml(job_detail(j, r, desc, stores().errors(id))) if req.query_params.get('view') == 'page' else row(j, r, desc))
 
     @app.route('/retry-dead', methods=['post'])
     async def retry_dead(req):

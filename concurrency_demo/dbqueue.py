@@ -14,7 +14,7 @@ from pathlib import Path
 import apsw, apsw.ext, logging
 from fastcore.utils import *
 from fastcore.meta import delegates
-from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, _cols
+from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, finished, bucket_sql, errors_kept, _cols
 from .store import _num, _worker_id, _enqueued  # older importers took these from here: import them from `store`
 _all_ = ['open_queue', 'Job', 'LeaseLost', 'StoreUnavailable', 'FakeClock', 'fmt_error', 'statuses']
 
@@ -59,6 +59,7 @@ def _setup(c, busy_timeout, durable):
             if time.monotonic() > end: raise
             time.sleep(0.01)
     c.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+    c.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)  # a plan fixed when prepared: binding a new value never re-prepares a statement (see Performance)
     return c
 
 def _bad_file(path, e):
@@ -88,12 +89,46 @@ CREATE TABLE IF NOT EXISTS job (
   id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL DEFAULT 'default', data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
   priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3,
   run_at REAL NOT NULL, lease_until REAL, worker TEXT, token TEXT, key TEXT, result TEXT, error TEXT,
-  created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT);
-CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
-CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
-CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT, started_at REAL);
+DROP INDEX IF EXISTS job_claim; DROP INDEX IF EXISTS job_lease; DROP INDEX IF EXISTS job_finished;
+CREATE INDEX IF NOT EXISTS job_ready ON job (queue, status DESC, priority DESC, run_at, id) WHERE status IN ('queued','running');
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
 CREATE TABLE IF NOT EXISTS periodic (name TEXT PRIMARY KEY, slot REAL NOT NULL);
+"""
+
+# %% ../nbs/00_dbqueue.ipynb #a03035f3
+_unf = "('queued','running')"
+def _into(s): return f"CASE WHEN {s} IN {_unf} THEN 'unfinished' ELSE {s} END"  # the row a job entering status `s` adds 1 to
+def _out(s): return f"CASE WHEN {s} IN {_unf} THEN 'unfinished' ELSE 'left ' || {s} END"  # the row a job leaving `s` changes
+def _outn(s): return f"CASE WHEN {s} IN {_unf} THEN -1 ELSE 1 END"  # by how much
+
+_stat_schema = f"""
+CREATE TABLE IF NOT EXISTS job_stat (queue TEXT NOT NULL, stat TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, secs REAL NOT NULL DEFAULT 0,
+  PRIMARY KEY (queue, stat)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS job_stat_insert AFTER INSERT ON job BEGIN
+  INSERT INTO job_stat (queue, stat, n) VALUES (NEW.queue, {_into('NEW.status')}, 1) ON CONFLICT DO UPDATE SET n=n+1; END;
+CREATE TRIGGER IF NOT EXISTS job_stat_delete AFTER DELETE ON job BEGIN
+  INSERT INTO job_stat (queue, stat, n) VALUES (OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}) ON CONFLICT DO UPDATE SET n=n+excluded.n; END;
+CREATE TRIGGER IF NOT EXISTS job_stat_update AFTER UPDATE OF queue, status ON job
+  WHEN OLD.queue IS NOT NEW.queue OR {_into('OLD.status')} IS NOT {_into('NEW.status')} BEGIN
+  INSERT INTO job_stat (queue, stat, n, secs) SELECT OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}, 0
+    UNION ALL SELECT NEW.queue, {_into('NEW.status')}, 1, 0
+    UNION ALL SELECT NEW.queue, k || ' ' || ({bucket_sql('x')}), 1, x
+      FROM (SELECT 'run' AS k, max(0, NEW.updated_at - NEW.started_at) AS x UNION ALL SELECT 'wait', max(0, NEW.started_at - NEW.run_at))
+      WHERE OLD.status='running' AND NEW.status IN ('done','dead') AND NEW.started_at IS NOT NULL
+    ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs; END;
+"""
+_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a file from before `job_stat`: count once
+
+# %% ../nbs/00_dbqueue.ipynb #5e281728
+# every attempt's error, kept by a trigger (see *Acknowledge, fail, extend, release* below)
+_error_schema = f"""
+CREATE TABLE IF NOT EXISTS job_error (job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, error TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS job_error_job ON job_error (job_id);
+CREATE TRIGGER IF NOT EXISTS job_error_add AFTER UPDATE OF error ON job WHEN NEW.error IS NOT NULL AND NEW.status != 'cancelled' BEGIN
+  INSERT INTO job_error VALUES (NEW.id, NEW.attempts, NEW.updated_at, NEW.error);
+  DELETE FROM job_error WHERE job_id=NEW.id AND rowid <= (SELECT rowid FROM job_error WHERE job_id=NEW.id ORDER BY rowid DESC LIMIT 1 OFFSET {errors_kept}); END;
+CREATE TRIGGER IF NOT EXISTS job_error_gone AFTER DELETE ON job BEGIN DELETE FROM job_error WHERE job_id=OLD.id; END;
 """
 
 # %% ../nbs/00_dbqueue.ipynb #ae7d9cba
@@ -157,11 +192,15 @@ class Queue(Store):
             self.url,self._file = f'sqlite:///{self.conn.filename}',self.conn.filename or None
             if self._file and (ino := _inode(self._file)): _queue_files[ino] = _queue_files.get(ino, 0) + 1; self._ino = ino
         with self._tx():
+            fresh = not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='job_stat'").fetchall()
             self.conn.execute(_schema)
             self.conn.execute(self.pool_ddl)  # worker pools' heartbeat rows and paused queues (lesson 00a)
             have = {r[1] for r in self.conn.execute('PRAGMA table_info(job)')}
-            for col,typ in (('progress', 'REAL'), ('note', 'TEXT')):  # a file made before these columns: add them
+            for col,typ in (('progress', 'REAL'), ('note', 'TEXT'), ('started_at', 'REAL')):  # a file made before these columns: add them
                 if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')
+            self.conn.execute(_stat_schema)
+            self.conn.execute(_error_schema)
+            if fresh: self.conn.execute(_stat_fill)
 
     def close(self):
         with _open_lock:
@@ -217,13 +256,14 @@ def _insert_many(self:Queue, rows)->list:
 def _insert(self:Queue, row)->int: return self._insert_many([row])[0]
 
 # %% ../nbs/00_dbqueue.ipynb #72a0f9f9
+_queues = "SELECT queue FROM job_stat WHERE stat='unfinished' AND n>0"  # the queues with unfinished jobs, from the counts
 Queue.sql.update(
-    reclaim="""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END,
+    reclaim=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END,
   error='lease expired (worker ' || coalesce(worker,'?') || ')', token=NULL, lease_until=NULL, updated_at=:now
-  WHERE status='running' AND lease_until<:now""",
+  WHERE id IN (SELECT id FROM job WHERE queue IN ({_queues}) AND status IN ('queued','running') AND status='running' AND lease_until<:now)""",
     claim=f"""UPDATE job SET status='running', attempts=attempts+1, lease_until=:lease_until, worker=:worker,
-  token=lower(hex(randomblob(8))), updated_at=:now
-  WHERE id IN (SELECT id FROM job WHERE queue=:queue AND status='queued' AND (run_at<=:now OR run_at=created_at) ORDER BY priority DESC, run_at, id LIMIT :n)
+  token=lower(hex(randomblob(8))), started_at=:now, updated_at=:now
+  WHERE id IN (SELECT id FROM job WHERE queue=:queue AND status IN ('queued','running') AND status='queued' AND (run_at<=:now OR run_at=created_at) ORDER BY priority DESC, run_at, id LIMIT :n)
   RETURNING {_cols}""")
 
 @patch
@@ -297,12 +337,17 @@ def _listen(self:Queue):
     w.ok.wait(5)
 
 # %% ../nbs/00_dbqueue.ipynb #af50b34a
+_running = "(SELECT count(*) FROM job WHERE job.queue=job_stat.queue AND status IN ('queued','running') AND status='running')"
+_counts = f"""WITH c AS (SELECT queue, n, {_running} AS r FROM job_stat WHERE stat='unfinished' AND (:queue IS NULL OR queue=:queue))
+  SELECT queue, stat, n - coalesce((SELECT n FROM job_stat l WHERE l.queue=s.queue AND l.stat='left ' || s.stat), 0) AS n
+    FROM job_stat s WHERE stat IN {finished} AND (:queue IS NULL OR queue=:queue) AND n != 0
+  UNION ALL SELECT queue, 'running', r FROM c WHERE r != 0 UNION ALL SELECT queue, 'queued', n - r FROM c WHERE n - r != 0"""
 Queue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=?",
     exists="SELECT status FROM job WHERE id=?",
-    stats="SELECT status, count(*) FROM job WHERE queue=? GROUP BY status",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT ?",
-    counts="SELECT queue, status, count(*) FROM job GROUP BY queue, status ORDER BY queue")
+    counts=_counts + " ORDER BY queue", stats=f"SELECT stat, n FROM ({_counts})",
+    job_stats=f"SELECT queue, stat, n, secs FROM job_stat WHERE stat IN {finished} OR stat LIKE 'run %' OR stat LIKE 'wait %' ORDER BY queue, stat")
 
 # %% ../nbs/00_dbqueue.ipynb #8cc41c2e
 _holds = "id=:id AND token=:token AND status='running' AND lease_until>=:now"
@@ -333,6 +378,9 @@ Queue.sql.update(fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts
   run_at=CASE WHEN attempts>=max_attempts OR :final THEN run_at ELSE :now + :delay END,
   token=NULL, lease_until=NULL, updated_at=:now WHERE {_holds}""")
 
+# %% ../nbs/00_dbqueue.ipynb #2643395b
+Queue.sql['errors'] = "SELECT attempt, at, error FROM job_error WHERE job_id=? ORDER BY rowid"
+
 # %% ../nbs/00_dbqueue.ipynb #ac3779bd
 Queue.sql.update(
     extend=f"UPDATE job SET lease_until=:new, updated_at=:now WHERE {_holds}",
@@ -341,8 +389,8 @@ Queue.sql.update(
     progress=f"UPDATE job SET progress=:progress, note=:note, updated_at=:now WHERE {_holds}",
     finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status='cancelled'",
-    next_due="""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=:queue AND status='queued'
-  UNION ALL SELECT min(lease_until) FROM job WHERE status='running')""",
+    next_due=f"""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=:queue AND status IN ('queued','running') AND status='queued'
+  UNION ALL SELECT min(lease_until) FROM job WHERE queue IN ({_queues}) AND status IN ('queued','running') AND status='running')""",
     prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead','cancelled') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
     cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE id=:id",

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import psycopg
 from fastcore.utils import *
 from fastcore.meta import delegates
-from .store import Store, Job, StoreUnavailable, _num, _cols
+from .store import Store, Job, StoreUnavailable, _num, _cols, bucket_sql, finished, statuses, errors_kept
 
 # %% ../nbs/09_postgres.ipynb #5d352058
 def pg_bin(name:str)->str:
@@ -81,9 +81,10 @@ CREATE TABLE IF NOT EXISTS job (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL DEFAULT 'default', data text NOT NULL,
   status text NOT NULL DEFAULT 'queued', priority bigint NOT NULL DEFAULT 0, attempts bigint NOT NULL DEFAULT 0,
   max_attempts bigint NOT NULL DEFAULT 3, run_at float8 NOT NULL, lease_until float8, worker text, token text, key text,
-  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL, progress float8, note text);
+  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL, progress float8, note text, started_at float8);
 ALTER TABLE job ADD COLUMN IF NOT EXISTS progress float8;
 ALTER TABLE job ADD COLUMN IF NOT EXISTS note text;
+ALTER TABLE job ADD COLUMN IF NOT EXISTS started_at float8;
 CREATE INDEX IF NOT EXISTS job_claim ON job (queue, priority DESC, run_at, id) WHERE status='queued';
 CREATE INDEX IF NOT EXISTS job_lease ON job (lease_until) WHERE status='running';
 CREATE INDEX IF NOT EXISTS job_finished ON job (updated_at) WHERE status IN ('done','dead','cancelled');
@@ -91,11 +92,61 @@ CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT N
 CREATE TABLE IF NOT EXISTS periodic (name text PRIMARY KEY, slot float8 NOT NULL);
 """
 
+# %% ../nbs/09_postgres.ipynb #f9cd0237
+def _into(s): return f"CASE WHEN {s} IN ('queued','running') THEN 'unfinished' ELSE {s} END"
+def _out(s): return f"CASE WHEN {s} IN ('queued','running') THEN 'unfinished' ELSE 'left ' || {s} END"
+def _outn(s): return f"CASE WHEN {s} IN ('queued','running') THEN -1 ELSE 1 END"
+
+_pg_stat_schema = f"""
+CREATE TABLE IF NOT EXISTS job_stat (queue text NOT NULL, stat text NOT NULL, n bigint NOT NULL DEFAULT 0, secs float8 NOT NULL DEFAULT 0,
+  PRIMARY KEY (queue, stat));
+CREATE TABLE IF NOT EXISTS job_stat_delta (queue text NOT NULL, stat text NOT NULL, n bigint NOT NULL, secs float8 NOT NULL DEFAULT 0);
+CREATE OR REPLACE FUNCTION job_stat_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO job_stat_delta (queue, stat, n, secs) SELECT OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}, 0
+    UNION ALL SELECT NEW.queue, {_into('NEW.status')}, 1, 0
+    UNION ALL SELECT NEW.queue, k || ' ' || ({bucket_sql('x')}), 1, x
+      FROM (VALUES ('run', greatest(0, NEW.updated_at - NEW.started_at)), ('wait', greatest(0, NEW.started_at - NEW.run_at))) AS v(k, x)
+      WHERE OLD.status='running' AND NEW.status IN ('done','dead') AND NEW.started_at IS NOT NULL;
+  RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION job_stat_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO job_stat_delta (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM new_jobs GROUP BY 1, 2;
+  RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION job_stat_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO job_stat_delta (queue, stat, n) SELECT queue, {_out('status')}, sum({_outn('status')}) FROM old_jobs GROUP BY 1, 2;
+  RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER job_stat_update AFTER UPDATE OF queue, status ON job FOR EACH ROW
+  WHEN (OLD.queue IS DISTINCT FROM NEW.queue OR {_into('OLD.status')} IS DISTINCT FROM {_into('NEW.status')}) EXECUTE FUNCTION job_stat_update();
+CREATE OR REPLACE TRIGGER job_stat_insert AFTER INSERT ON job REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_stat_insert();
+CREATE OR REPLACE TRIGGER job_stat_delete AFTER DELETE ON job REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_stat_delete();
+"""
+_pg_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a database from before `job_stat`: count once
+
+_pg_error_schema = f"""
+CREATE TABLE IF NOT EXISTS job_error (seq bigint GENERATED ALWAYS AS IDENTITY, job_id bigint NOT NULL, attempt bigint NOT NULL,
+  at float8 NOT NULL, error text NOT NULL);
+CREATE INDEX IF NOT EXISTS job_error_job ON job_error (job_id, seq);
+CREATE OR REPLACE FUNCTION job_error_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO job_error (job_id, attempt, at, error) VALUES (NEW.id, NEW.attempts, NEW.updated_at, NEW.error);
+  DELETE FROM job_error WHERE job_id=NEW.id AND seq <= (SELECT seq FROM job_error WHERE job_id=NEW.id ORDER BY seq DESC OFFSET {errors_kept} LIMIT 1);
+  RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION job_error_gone() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  DELETE FROM job_error WHERE job_id IN (SELECT id FROM old_jobs); RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER job_error_add AFTER UPDATE OF error ON job FOR EACH ROW WHEN (NEW.error IS NOT NULL AND NEW.status <> 'cancelled')
+  EXECUTE FUNCTION job_error_add();
+CREATE OR REPLACE TRIGGER job_error_gone AFTER DELETE ON job REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_error_gone();
+"""
+
+_fold = """WITH d AS (DELETE FROM job_stat_delta RETURNING queue, stat, n, secs)
+  INSERT INTO job_stat (queue, stat, n, secs) SELECT queue, stat, sum(n), sum(secs) FROM d GROUP BY queue, stat ORDER BY queue, stat
+  ON CONFLICT (queue, stat) DO UPDATE SET n=job_stat.n+excluded.n, secs=job_stat.secs+excluded.secs"""
+
 # %% ../nbs/09_postgres.ipynb #7a3d18c9
 def _unavailable(url, e)->StoreUnavailable:
     "A one-line `StoreUnavailable` for the server at `url` (password hidden), from psycopg's error `e`"
     why = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return StoreUnavailable(f"PostgreSQL at {re.sub(r':[^:@/]*@', ':***@', str(url))} is unavailable: {why}")
+
+_triggers = "SELECT count(*) FROM pg_trigger WHERE tgrelid='job'::regclass AND tgname IN ('job_stat_update', 'job_error_add')"
 
 class PgQueue(Store):
     "A durable job queue in a PostgreSQL table, claimed with `FOR UPDATE SKIP LOCKED`: a `Store` for many machines."
@@ -111,6 +162,10 @@ class PgQueue(Store):
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdemo job schema'))")
             self.conn.execute(_pg_schema)
             self.conn.execute(self.pool_ddl)  # worker pools' heartbeat rows and paused queues (lesson 00a)
+            if self.conn.execute(_triggers).fetchone()[0] < 2:  # a database from before the kept counts or errors
+                fresh = self.conn.execute("SELECT to_regclass('job_stat') IS NULL").fetchone()[0]
+                self.conn.execute(_pg_stat_schema + _pg_error_schema)  # takes the table's write lock: no job changes until this commits
+                if fresh: self.conn.execute(_pg_stat_fill)
 
     def _connect(self):
         "A new autocommit connection with this queue's settings, or `StoreUnavailable`"
@@ -172,22 +227,53 @@ PgQueue.sql.update(
     SELECT id FROM job WHERE queue=%(queue)s AND status='queued' AND (run_at<=%(now)s OR run_at=created_at)
     ORDER BY priority DESC, run_at, id LIMIT %(n)s FOR UPDATE SKIP LOCKED)
   UPDATE job SET status='running', attempts=job.attempts+1, lease_until=%(lease_until)s, worker=%(worker)s,
-    token=replace(gen_random_uuid()::text, '-', ''), updated_at=%(now)s
+    token=replace(gen_random_uuid()::text, '-', ''), started_at=%(now)s, updated_at=%(now)s
   FROM c WHERE job.id=c.id
   RETURNING {', '.join('job.'+c for c in _cols.split(', '))}""")
 
 @patch
-def _reclaim_expired(self:PgQueue, now): self.conn.execute(self.sql['reclaim'], dict(now=now))
+def _reclaim_expired(self:PgQueue, now):
+    self.conn.execute(self.sql['reclaim'], dict(now=now))
+    self._fold_stats()
+
+@patch
+def counts(self:PgQueue)->dict:
+    "`Store.counts`, with the waiting deltas folded in first (a read then sums a few rows, not every change since the last fold)"
+    self._check(); self._fold_stats()
+    return Store.counts(self)
+
+@patch
+def stats(self:PgQueue)->dict:
+    "`Store.stats`, deltas folded first"
+    self._check(); self._fold_stats()
+    return Store.stats(self)
+
+@patch
+def _fold_stats(self:PgQueue):
+    "Fold `job_stat_delta` into `job_stat`, unless another connection is doing it right now"
+    with self._tx():
+        if self._all("SELECT pg_try_advisory_xact_lock(hashtext('cdemo job_stat fold'))", None)[0][0]: self._run(_fold, None)
 @patch
 def _claim_rows(self:PgQueue, p)->list: return self.conn.execute(self.sql['claim'], p).fetchall()
 
 # %% ../nbs/09_postgres.ipynb #54b8242c
+_mine = "(%(queue)s::text IS NULL OR queue=%(queue)s)"
+_pg_counts = f"""WITH s AS (SELECT queue, stat, sum(n)::bigint AS n FROM (SELECT queue, stat, n FROM job_stat UNION ALL SELECT queue, stat, n FROM job_stat_delta) AS a
+    WHERE {_mine} GROUP BY queue, stat),
+  r AS (SELECT queue, count(*) AS r FROM job WHERE status='running' AND {_mine} GROUP BY queue),
+  u AS (SELECT s.queue, s.n, coalesce(r.r, 0) AS r FROM s LEFT JOIN r USING (queue) WHERE s.stat='unfinished')
+  SELECT s.queue, s.stat, s.n - coalesce(l.n, 0) AS n FROM s LEFT JOIN s AS l ON l.queue=s.queue AND l.stat='left ' || s.stat
+    WHERE s.stat IN {finished} AND s.n - coalesce(l.n, 0) != 0
+  UNION ALL SELECT queue, 'running', r FROM u WHERE r != 0 UNION ALL SELECT queue, 'queued', n - r FROM u WHERE n - r != 0"""
 PgQueue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=%s",
     exists="SELECT status FROM job WHERE id=%s",
-    stats="SELECT status, count(*) FROM job WHERE queue=%s GROUP BY status",
+    stats=f"SELECT stat, n FROM ({_pg_counts}) AS c",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT %s",
-    counts="SELECT queue, status, count(*) FROM job GROUP BY queue, status ORDER BY queue",
+    counts=_pg_counts + " ORDER BY queue",
+    errors="SELECT attempt, at, error FROM job_error WHERE job_id=%s ORDER BY seq",
+    job_stats=f"""SELECT queue, stat, sum(n)::bigint, sum(secs) FROM (SELECT * FROM job_stat UNION ALL SELECT * FROM job_stat_delta) AS a
+  WHERE stat IN {finished} OR stat LIKE 'run %%' OR stat LIKE 'wait %%' GROUP BY queue, stat ORDER BY queue, stat""",
     prune="DELETE FROM job WHERE queue=%(queue)s AND status IN ('done','dead','cancelled') AND updated_at<%(before)s",
     slot="SELECT slot FROM periodic WHERE name=%(name)s",
     claim_slot="""INSERT INTO periodic (name, slot) VALUES (%(name)s, %(slot)s)

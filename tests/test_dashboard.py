@@ -129,7 +129,18 @@ def test_metrics(cli, db):
     text = cli.get('/metrics').text
     assert 'cdemo_jobs{queue="m",status="queued"} 1.0' in text and 'cdemo_jobs{queue="m",status="done"} 1.0' in text
     assert 'cdemo_jobs_finished_total{outcome="done",queue="m"} 1.0' in text and 'cdemo_jobs_finished_total{outcome="dead",queue="m"} 1.0' in text
-    assert 'cdemo_job_seconds_count{queue="m"} 2.0' in text and 'cdemo_job_seconds_bucket{le="+Inf",queue="m"} 2.0' in text
+    for k in ('run', 'wait'):  # both attempts ran (one to done, one to dead): kept by the store, so a new dashboard reads the same
+        assert f'cdemo_job_{k}_seconds_count{{queue="m"}} 2.0' in text and f'cdemo_job_{k}_seconds_bucket{{le="+Inf",queue="m"}} 2.0' in text
+    assert 'cdemo_job_run_seconds_count{queue="m"} 2.0' in TestClient(dashboard(db, hosts=['testserver'])).get('/metrics').text
+
+def test_job_page_times(cli, db):
+    "The job page shows when the attempt started, how long it waited and how long it ran, as a user reads them"
+    from concurrency_demo.store import FakeClock
+    clk = FakeClock(time.time() - 100)
+    q = open_queue(db, name='t', clock=clk); jid = q.enqueue('x')
+    clk.tick(3); j = q.dequeue(); clk.tick(90); q.ack(j)
+    txt = re.sub(r'<[^>]+>', '|', cli.get(f'/job/{jid}').text)
+    assert re.search(r'waited\|+3\.0 s', txt) and re.search(r'ran\|+1\.5 min', txt) and 'started|' in txt
 
 def test_mounted_in_fastapi(db):
     "Mounted at /admin/jobs in a FastAPI app: every link, form and the stream's URL carry the prefix, and they answer"
@@ -151,3 +162,14 @@ def test_mounted_in_fastapi(db):
     assert c.post(f'/admin/jobs/jobs/{i}/cancel', headers={'Origin': 'https://evil.example'}).status_code == 403
     r = c.post(f'/admin/jobs/jobs/{i}/cancel', headers=OK)
     assert r.status_code == 200 and 'href="/admin/jobs/job/' in r.text
+
+def test_job_page_every_error(cli, db):
+    "A job that failed three times shows three errors on its page, oldest first, and `cdemo show` prints them too"
+    import subprocess, sys
+    q = open_queue(db, name='e', backoff=0.001, backoff_cap=0.001); jid = q.enqueue('x')
+    for i in range(3):
+        time.sleep(0.01); q.fail(q.dequeue(), f'boom number {i}')
+    txt = cli.get(f'/job/{jid}').text
+    assert txt.count('class="attempt-error"') == 3 and txt.index('boom number 0') < txt.index('boom number 1') < txt.index('boom number 2')
+    out = subprocess.run([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'show', str(jid), '--db', db], capture_output=True, text=True).stdout
+    assert [l for l in out.splitlines() if l.startswith('boom number')] == ['boom number 0', 'boom number 1', 'boom number 2'] and 'error of attempt 3' in out
