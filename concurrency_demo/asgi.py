@@ -21,13 +21,14 @@ pool_kinds = ('threads', 'async', 'processes')
 def plan_pools(tasks, # the `Tasks` registry whose jobs the app's workers run
                threads:int=4, # worker threads per queue of sync tasks
                concurrency:int=50, # most jobs in flight per queue of async tasks (one event loop)
-               processes:int=0, # worker processes per queue sent to processes (`queues=`, or every sync queue with `threads=0`)
+               processes:int=0, # worker processes per queue sent to processes (`queues=`, or all if `threads=0`)
                queues:dict=None)->dict: # `{queue: 'threads' | 'async' | 'processes'}`, to override the choice below
-    "Which pool serves each queue of `tasks`: async-only queues run on the event loop, others on threads (or processes with `threads=0`)"
+    "Which pool serves each queue of `tasks`: async-only ones on the event loop, others on threads (or processes)"
     for k,v in dict(threads=threads, concurrency=concurrency, processes=processes).items(): _num(k, v, integer=True)
     if not hasattr(tasks, 'registry'): raise TypeError(f"tasks must be a `Tasks` registry, not {type(tasks).__name__}")
     if queues is not None and not isinstance(queues, dict):
-        raise TypeError(f"queues must be a dict {{queue: kind}}, e.g. {{'cpu': 'processes'}}, not {type(queues).__name__}")
+        raise TypeError(f"queues must be a dict {{queue: kind}}, e.g. {{'cpu': 'processes'}}, "
+                        f"not {type(queues).__name__}")
     kinds = {}
     for t in tasks.registry.values(): kinds.setdefault(t.queue, set()).add('async' if t.is_async else 'sync')
     plan = {}
@@ -36,21 +37,25 @@ def plan_pools(tasks, # the `Tasks` registry whose jobs the app's workers run
         elif threads: plan[q] = 'threads'
         elif processes: plan[q] = 'processes'
         elif concurrency: plan[q] = 'async'  # its sync tasks run in threads of the loop
-        else: raise ValueError(f"queue {q!r} has no pool: threads, concurrency and processes are all 0 (an app whose workers run apart passes workers=False)")
+        else: raise ValueError(f"queue {q!r} has no pool: threads, concurrency and processes are all 0 "
+                               "(an app whose workers run apart passes workers=False)")
     for q,k in (queues or {}).items():
-        if k not in pool_kinds: raise ValueError(f"queues[{q!r}] is {k!r}: a queue runs on one of {', '.join(pool_kinds)}")
+        if k not in pool_kinds:
+            raise ValueError(f"queues[{q!r}] is {k!r}: a queue runs on one of {', '.join(pool_kinds)}")
         plan[q] = k
     sizes = dict(threads=threads, processes=processes, concurrency=concurrency)
     for q,k in plan.items():
         n = 'concurrency' if k == 'async' else k
-        if not sizes[n]: raise ValueError(f"queue {q!r} runs on {k}, but {n}=0: give it a size, or another pool in `queues=`")
+        if not sizes[n]:
+            raise ValueError(f"queue {q!r} runs on {k}, but {n}=0: give it a size, or another pool in `queues=`")
     if processes and 'processes' not in plan.values():
-        raise ValueError(f"processes={processes}, but no queue runs on processes: name them, e.g. queues={{'cpu': 'processes'}}, or pass threads=0")
+        raise ValueError(f"processes={processes}, but no queue runs on processes: "
+                         "name them, e.g. queues={'cpu': 'processes'}, or pass threads=0")
     return plan
 
 # %% ../nbs/06b_fastapi.ipynb #7b51a74d
 class _Both:
-    "What a lifespan function returns: an async context manager (Starlette, FastAPI) that also iterates once (FastHTML's `fast_app`)"
+    "What a lifespan function returns: an async context manager that also iterates once (FastHTML's `fast_app`)"
     def __init__(self, gen): self.cm,self.gen = contextlib.asynccontextmanager(gen),gen
     def __call__(self, app): return _Entered(self, app)
 
@@ -67,11 +72,11 @@ def lifespan(tasks, # the `Tasks` registry whose jobs the app's workers run
              concurrency:int=50, # most jobs in flight per queue of async tasks, on the server's event loop
              processes:int=0, # worker processes per queue sent to processes
              queues:dict=None, # `{queue: 'threads' | 'async' | 'processes'}`, to override `plan_pools`'s choice
-             workers:bool=True, # `False`: the app only enqueues and reads; the workers run apart (`cdemo worker --tasks app:tasks`)
+             workers:bool=True, # `False`: the app only enqueues and reads; workers run apart (`cdemo worker`)
              stop_timeout:float=10, # seconds jobs in flight get at shutdown before they are released, queued again
-             poll:float=0.1, # seconds an idle worker waits before looking again (enqueues in this process wake it at once)
+             poll:float=0.1, # seconds an idle worker waits before looking again (enqueues here wake it at once)
              log=None): # a `logging.Logger` for the pools (default: each runtime's)
-    "A Starlette lifespan that starts `tasks`' worker pools with the app and stops them with it: `FastAPI(lifespan=lifespan(tasks))`"
+    "A Starlette lifespan that starts `tasks`' worker pools with the app and stops them with it"
     plan = plan_pools(tasks, threads, concurrency, processes, queues) if workers else {}
     _num('stop_timeout', stop_timeout); _num('poll', poll, lo=0.001)
     async def stop(w):
@@ -83,18 +88,21 @@ def lifespan(tasks, # the `Tasks` registry whose jobs the app's workers run
         try:
             for q,k in plan.items():
                 kw = dict(queue=q, poll=poll, log=log, **tasks.qkw)
-                if k == 'async': pools.append(await AsyncWorkers(tasks.url, tasks, concurrency=concurrency, **kw).astart())
+                if k == 'async':
+                    pools.append(await AsyncWorkers(tasks.url, tasks, concurrency=concurrency, **kw).astart())
                 else:
-                    w = (ThreadWorkers(tasks.url, tasks, n=threads, **kw) if k == 'threads' else ProcessWorkers(tasks.url, tasks, n=processes, **kw))
+                    w = (ThreadWorkers(tasks.url, tasks, n=threads, **kw) if k == 'threads'
+                         else ProcessWorkers(tasks.url, tasks, n=processes, **kw))
                     pools.append(await asyncio.to_thread(w.start))
             if hasattr(app, 'state'): app.state.task_pools = pools  # what runs, for a health route or the dashboard
             yield
-        finally: await asyncio.gather(*map(stop, reversed(pools)))  # all at once: shutdown takes `stop_timeout` at most, not one per pool
+        # all at once: shutdown takes `stop_timeout` at most, not one per pool
+        finally: await asyncio.gather(*map(stop, reversed(pools)))
     return _lifespan
 
 # %% ../nbs/06b_fastapi.ipynb #7ae54282
 def run_workers(tasks, # the `Tasks` registry, as for `lifespan`
-                **kwargs): # `lifespan`'s options: `threads`, `concurrency`, `processes`, `queues`, `stop_timeout`, `poll`, `log`
+                **kwargs): # `lifespan`'s options: `threads`, `concurrency`, `processes`, `queues`, `stop_timeout`, ...
     "Run `tasks`' worker pools apart from any web app, as `lifespan` would, until SIGINT or SIGTERM"
     async def main():
         stop,loop = asyncio.Event(),asyncio.get_running_loop()

@@ -42,15 +42,18 @@ def prompt_of(messages)->str:
 
 # %% ../nbs/02_fakeai.ipynb #f89ad8cc
 def _rate(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1: raise ValueError(f"{name} must be a number between 0 and 1, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise ValueError(f"{name} must be a number between 0 and 1, got {v!r}")
     return v
 
 def _secs(name, v, none_ok=False):
     if v is None and none_ok: return v
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0: raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {v!r}")
     return v
 
-_settings = 'latency,jitter,error_rate,rate_429,retry_after,hang_rate,hang_for,rpm,rpm_window,seed,stream_delay'.split(',')
+_settings = ('latency,jitter,error_rate,rate_429,retry_after,hang_rate,hang_for,'
+             'rpm,rpm_window,seed,stream_delay').split(',')
 
 # %% ../nbs/02_fakeai.ipynb #74f76a7f
 class FakeState:
@@ -72,14 +75,18 @@ class FakeState:
 
     def configure(self, **kw):
         "Change settings: all of `kw` is checked before any is applied"
-        if (bad := set(kw) - set(_settings)): raise ValueError(f"Unknown fake server setting(s): {', '.join(sorted(bad))}")
+        if (bad := set(kw) - set(_settings)):
+            raise ValueError(f"Unknown fake server setting(s): {', '.join(sorted(bad))}")
         new = {k:getattr(self, k, None) for k in _settings} | kw
         for k in 'latency,jitter,retry_after,hang_for,stream_delay'.split(','): _secs(k, new[k])
         for k in ('error_rate','rate_429','hang_rate'): _rate(k, new[k])
-        if new['error_rate'] + new['rate_429'] + new['hang_rate'] > 1: raise ValueError("error_rate + rate_429 + hang_rate must be at most 1")
-        if new['rpm'] is not None and (isinstance(new['rpm'], bool) or not isinstance(new['rpm'], int) or new['rpm'] < 1):
+        if new['error_rate'] + new['rate_429'] + new['hang_rate'] > 1:
+            raise ValueError("error_rate + rate_429 + hang_rate must be at most 1")
+        rpm = new['rpm']
+        if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1):
             raise ValueError(f"rpm must be a positive integer or None, got {new['rpm']!r}")
-        if not isinstance(new['rpm_window'], (int, float)) or new['rpm_window'] <= 0: raise ValueError(f"rpm_window must be > 0, got {new['rpm_window']!r}")
+        if not isinstance(new['rpm_window'], (int, float)) or new['rpm_window'] <= 0:
+            raise ValueError(f"rpm_window must be > 0, got {new['rpm_window']!r}")
         if not isinstance(new['seed'], int): raise ValueError(f"seed must be an integer, got {new['seed']!r}")
         if 'seed' in kw: self.rng = random.Random(kw['seed'])
         for k,v in new.items(): setattr(self, k, v)
@@ -104,9 +111,11 @@ def draw(self:FakeState)->tuple:
 @patch
 def stats(self:FakeState)->dict:
     "What the server has received and answered"
-    return dict(calls=self.counts['calls'], ok=self.counts['ok'], errors=self.counts['error'], rate_limited=self.counts['429'],
-                rpm_limited=self.counts['rpm'], hangs=self.counts['hang'], bad_requests=self.counts['bad'],
-                by_retry={str(k):v for k,v in sorted(self.by_retry.items())}, in_flight=self.in_flight, max_in_flight=self.max_in_flight)
+    c = self.counts
+    return dict(calls=c['calls'], ok=c['ok'], errors=c['error'], rate_limited=c['429'],
+                rpm_limited=c['rpm'], hangs=c['hang'], bad_requests=c['bad'],
+                by_retry={str(k):v for k,v in sorted(self.by_retry.items())},
+                in_flight=self.in_flight, max_in_flight=self.max_in_flight)
 
 # %% ../nbs/02_fakeai.ipynb #3ea78f8c
 @patch
@@ -120,14 +129,18 @@ def rpm_wait(self:FakeState, now:float)->float:
 
 # %% ../nbs/02_fakeai.ipynb #b5b2a82d
 def _err(status, msg, typ, code=None, headers=None):
-    return JSONResponse({'error': dict(message=msg, type=typ, param=None, code=code)}, status_code=status, headers=headers)
+    return JSONResponse({'error': dict(message=msg, type=typ, param=None, code=code)},
+                        status_code=status, headers=headers)
 
-def _usage(prompt, content): return dict(prompt_tokens=len(prompt.split()), completion_tokens=len(content.split()), total_tokens=len(prompt.split())+len(content.split()))
+def _usage(prompt, content):
+    p,c = len(prompt.split()),len(content.split())
+    return dict(prompt_tokens=p, completion_tokens=c, total_tokens=p+c)
 
 def completion(model:str, content:str, prompt:str='')->dict:
     "A `chat.completion` object answering `content`"
     return dict(id=f'chatcmpl-{uuid.uuid4().hex[:24]}', object='chat.completion', created=int(time.time()), model=model,
-                choices=[dict(index=0, message=dict(role='assistant', content=content, refusal=None), logprobs=None, finish_reason='stop')],
+                choices=[dict(index=0, message=dict(role='assistant', content=content, refusal=None),
+                              logprobs=None, finish_reason='stop')],
                 usage=_usage(prompt, content), system_fingerprint='fp_fakeai')
 
 def _chunk(cid, model, delta, finish=None):
@@ -174,7 +187,8 @@ async def chat(req):
     except ValueError: body = None
     if not isinstance(body, dict) or not isinstance(body.get('messages'), list) or not body.get('model'):
         st.counts['bad'] += 1
-        return _err(400, "The request body must be JSON with 'model' and a list of 'messages'.", 'invalid_request_error')
+        return _err(400, "The request body must be JSON with 'model' and a list of 'messages'.",
+                    'invalid_request_error')
     model,prompt = body['model'],prompt_of(body['messages'])
     if (wait := st.rpm_wait(time.monotonic())):
         st.counts['rpm'] += 1
@@ -184,7 +198,8 @@ async def chat(req):
     try:
         if fault == '429':
             st.counts['429'] += 1
-            return _err(429, 'The server is overloaded: please retry after a short wait.', 'requests', 'rate_limit_exceeded',
+            return _err(429, 'The server is overloaded: please retry after a short wait.',
+                        'requests', 'rate_limit_exceeded',
                         {'retry-after': f'{st.retry_after:g}'})
         if fault == 'hang':
             st.counts['hang'] += 1
@@ -205,7 +220,8 @@ models = ['gpt-4o-mini', 'gpt-4.1-mini', 'fake-gpt']
 
 async def list_models(req):
     "`GET /v1/models`"
-    return JSONResponse(dict(object='list', data=[dict(id=m, object='model', created=0, owned_by='fakeai') for m in models]))
+    data = [dict(id=m, object='model', created=0, owned_by='fakeai') for m in models]
+    return JSONResponse(dict(object='list', data=data))
 
 async def get_stats(req): return JSONResponse(req.app.state.fake.stats())
 
@@ -239,10 +255,12 @@ def _free_port(host='127.0.0.1'):
 
 def _admin(url, path, data=None, timeout=5):
     "Call the admin route `path` of the fake server at `url` (its base URL, ending in `/v1`)"
-    req = urllib.request.Request(url.removesuffix('/v1') + path, data=None if data is None else json.dumps(data).encode(),
+    body = None if data is None else json.dumps(data).encode()
+    req = urllib.request.Request(url.removesuffix('/v1') + path, data=body,
                                  method='GET' if data is None else 'POST', headers={'content-type': 'application/json'})
     try:  # no proxy: the server is on this machine, whatever HTTP_PROXY says
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout) as r: return json.loads(r.read())
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout) as r:
+            return json.loads(r.read())
     except urllib.error.HTTPError as e: raise ValueError(json.loads(e.read())['error']['message']) from None
 
 def fake_stats(url:str)->dict:
@@ -258,7 +276,8 @@ class FakeAI:
                  host:str='127.0.0.1', # interface to bind
                  process:bool=False, # serve from a subprocess instead of a thread
                  **kwargs): # more `FakeState` settings: retry_after, hang_for, rpm_window, stream_delay
-        self.settings = dict(latency=latency, jitter=jitter, error_rate=error_rate, rate_429=rate_429, hang_rate=hang_rate,
+        self.settings = dict(latency=latency, jitter=jitter, error_rate=error_rate, rate_429=rate_429,
+                             hang_rate=hang_rate,
                              rpm=rpm, seed=seed, **kwargs)
         FakeState(**self.settings)  # check the settings now, in the caller
         store_attr('port,host,process')
@@ -266,7 +285,7 @@ class FakeAI:
 
     @classmethod
     def at(cls, url:str):
-        "A handle on a fake server already running at `url` (say, in another process): its counters and settings, not its life"
+        "A handle on a fake server already running at `url` (say, in another process): its counters and settings"
         fa = cls(); fa.url = url
         return fa
 
@@ -290,7 +309,8 @@ def _start_thread(self:FakeAI):
     self.app = fake_app(**self.settings)
     cfg = uvicorn.Config(self.app, log_level='warning', lifespan='off', access_log=False, timeout_graceful_shutdown=2)
     self.server = uvicorn.Server(cfg)
-    self.thread = threading.Thread(target=self.server.run, kwargs=dict(sockets=[sock]), daemon=True, name=f'fakeai-{self.port}')
+    self.thread = threading.Thread(target=self.server.run, kwargs=dict(sockets=[sock]), daemon=True,
+                                   name=f'fakeai-{self.port}')
     self.thread.start()
     deadline = time.monotonic() + 10
     while not self.server.started:
@@ -315,7 +335,8 @@ def _start_process(self:FakeAI):
     import concurrency_demo
     root = str(Path(concurrency_demo.__file__).parent.parent)  # so the child imports this same package
     env = os.environ | {'PYTHONPATH': os.pathsep.join([root, os.environ.get('PYTHONPATH', '')])}
-    cmd = [sys.executable, '-m', 'concurrency_demo.fakeai', '--port', str(self.port), '--host', self.host, *_cli_args(self.settings)]
+    cmd = [sys.executable, '-m', 'concurrency_demo.fakeai', '--port', str(self.port), '--host', self.host,
+           *_cli_args(self.settings)]
     self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
     deadline,url = time.monotonic() + 20, f'http://{self.host}:{self.port}/v1'
     while True:

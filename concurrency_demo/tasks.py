@@ -27,7 +27,8 @@ class JobCancelled(JobFailed):
 
 class Task:
     "A function in a `Tasks` registry: call it to run it here, or `enqueue` a call for a worker"
-    def __init__(self, tasks, fn, name:str, queue:str, timeout=None, max_attempts:int=3, retry_on=None, priority:int=0, delay:float=0, key:str=None):
+    def __init__(self, tasks, fn, name:str, queue:str, timeout=None, max_attempts:int=3, retry_on=None,
+                 priority:int=0, delay:float=0, key:str=None):
         store_attr('tasks,fn,name,queue,timeout,max_attempts,retry_on,priority,delay,key')
         self.sig,self.is_async = inspect.signature(fn),inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
@@ -37,41 +38,45 @@ class Task:
         "A copy that enqueues with other options: `delay`, `key`, `priority`, `max_attempts`"
         bad = set(kw) - {'delay', 'key', 'priority', 'max_attempts'}
         if bad: raise TypeError(f"options() takes delay, key, priority and max_attempts, not {', '.join(sorted(bad))}")
-        return Task(**{**{k: getattr(self, k) for k in ('tasks,fn,name,queue,timeout,max_attempts,retry_on,priority,delay,key'.split(','))}, **kw})
+        names = 'tasks,fn,name,queue,timeout,max_attempts,retry_on,priority,delay,key'.split(',')
+        return Task(**{**{k: getattr(self, k) for k in names}, **kw})
 
     def payload(self, *args, **kwargs)->dict:
-        "The job data for this call: the task's name and its arguments, bound to the signature (`TypeError` for a call Python would refuse)"
+        "The job data for this call: the task's name and its arguments, bound to the signature (or `TypeError`)"
         try: b = self.sig.bind(*args, **kwargs)
         except TypeError as e: raise TypeError(f"{self.name}(): {e}") from None
         return dict(task=self.name, args=list(b.args), kwargs=b.kwargs)
     def _put(self, data)->'Handle':
         q = self.tasks.q(self.queue)
-        return Handle(self.tasks, q.enqueue(data, priority=self.priority, delay=self.delay, key=self.key, max_attempts=self.max_attempts))
+        return Handle(self.tasks, q.enqueue(data, priority=self.priority, delay=self.delay, key=self.key,
+                                            max_attempts=self.max_attempts))
     def enqueue(self, *args, **kwargs)->'Handle':
         "Check the call, add a job for it to the task's queue, and return its `Handle`"
         return self._put(self.payload(*args, **kwargs))
     async def aenqueue(self, *args, **kwargs)->'Handle':
-        "`enqueue` from async code: the call is checked here, the write happens in a thread, so the event loop never waits on the database"
+        "`enqueue` from async code: the call is checked here, the write happens in a thread (the loop never waits)"
         data = self.payload(*args, **kwargs)
         return await asyncio.to_thread(self._put, data)
 
 # %% ../nbs/03a_tasks.ipynb #76d6eaa8
 class Tasks:
-    "A registry of tasks over the queue database at `url`: `@tasks.task` registers a function; any worker pool runs the registry"
+    "A registry of tasks over the queue database at `url`: `@tasks.task` registers a function; worker pools run it"
     def __init__(self, url, # the queue database: a SQLite path or a `postgresql://` URL (anything `open_queue` takes)
                  queue:str='default', # the queue a task's jobs go to, unless it names its own
                  timeout:float=None, # seconds a task may run before it is stopped (default: no limit)
                  max_attempts:int=3, # attempts before a failing job is `dead`
                  retry_on:tuple=None, # exceptions worth a retry (default: all); any other fails the job at once
-                 keep_finished:float=7*86400, # seconds `done` and `dead` jobs are kept before the workers prune them; `None`: forever
+                 keep_finished:float=7*86400, # seconds finished jobs are kept before they are pruned; `None`: forever
                  **queue_kwargs): # passed to `open_queue`
         if timeout is not None: _num('timeout', timeout)
         _num('max_attempts', max_attempts, lo=1, integer=True)
-        self.url,self.queue,self.timeout,self.max_attempts,self.retry_on,self.qkw = str(url),queue,timeout,max_attempts,retry_on,queue_kwargs
+        self.url,self.queue,self.timeout,self.qkw = str(url),queue,timeout,queue_kwargs
+        self.max_attempts,self.retry_on = max_attempts,retry_on
         self.registry = {}
         self.keep_finished = None if keep_finished is None else _num('keep_finished', keep_finished, lo=1)
         self.__setstate__(None)
-    def __getstate__(self): return {k: v for k,v in self.__dict__.items() if k not in ('_local', '_waiter', '_feed', '_lock')}  # to a worker process
+    def __getstate__(self):  # to a worker process
+        return {k: v for k,v in self.__dict__.items() if k not in ('_local', '_waiter', '_feed', '_lock')}
     def __setstate__(self, d):
         if d: self.__dict__.update(d)
         self._local,self._waiter,self._feed,self._lock = threading.local(),None,None,threading.Lock()
@@ -79,14 +84,19 @@ class Tasks:
     def __getitem__(self, name): return self.registry[name]
     def __call__(self, data): return self.run(data)  # a registry is a handler (`run`, below)
 
-    def task(self, fn=None, *, name:str=None, queue:str=None, timeout:float=None, max_attempts:int=None, retry_on:tuple=None, priority:int=0):
-        "Register `fn` (as `@tasks.task` or `@tasks.task(queue=..., timeout=...)`) under `name` (default: its `__name__`)"
-        if fn is None: return functools.partial(self.task, name=name, queue=queue, timeout=timeout, max_attempts=max_attempts, retry_on=retry_on, priority=priority)
+    def task(self, fn=None, *, name:str=None, queue:str=None, timeout:float=None, max_attempts:int=None,
+             retry_on:tuple=None, priority:int=0):
+        "Register `fn` (as `@tasks.task` or `@tasks.task(queue=..., timeout=...)`) under `name` (or its `__name__`)"
+        if fn is None: return functools.partial(self.task, name=name, queue=queue, timeout=timeout,
+                                                max_attempts=max_attempts, retry_on=retry_on, priority=priority)
         name = name or fn.__name__
-        if name in self.registry: raise ValueError(f"A task named {name!r} is already registered: give this one another name (`name=`)")
+        if name in self.registry:
+            raise ValueError(f"A task named {name!r} is already registered: give this one another name (`name=`)")
         if timeout is not None: _num('timeout', timeout)
-        t = Task(self, fn, name, queue or self.queue, ifnone(timeout, self.timeout), ifnone(max_attempts, self.max_attempts),
-                 tuple(ifnone(retry_on, self.retry_on)) if ifnone(retry_on, self.retry_on) is not None else None, priority)
+        retry_on = ifnone(retry_on, self.retry_on)
+        t = Task(self, fn, name, queue or self.queue, ifnone(timeout, self.timeout),
+                 ifnone(max_attempts, self.max_attempts),
+                 None if retry_on is None else tuple(retry_on), priority)
         self.registry[name] = t
         return t
 
@@ -108,18 +118,23 @@ class Handle:
         if j.status == 'done': return j.result
         raise (JobCancelled if j.status == 'cancelled' else JobFailed)(j)
     def cancel(self):
-        "Cancel the job, queued or running (a running one is stopped by its worker within about a second); `ValueError` if it has finished"
+        "Cancel the job, queued or running (its worker stops it within about a second); `ValueError` if it has finished"
         self.tasks.q(self.job().queue).cancel(self.id)
-    def _late(self, timeout): return TimeoutError(f"Job {self.id} didn't finish within {timeout:g}s (it is {self.status})")
+    def _late(self, timeout):
+        return TimeoutError(f"Job {self.id} didn't finish within {timeout:g}s (it is {self.status})")
 
 # %% ../nbs/03a_tasks.ipynb #af0fe9e0
 @patch
 def _lookup(self:Tasks, data):
     "The task a job's `data` calls, and its arguments; `NoRetry` if there is no such task here"
-    if not (isinstance(data, dict) and isinstance(data.get('task'), str) and isinstance(data.get('args', []), list) and isinstance(data.get('kwargs', {}), dict)):
-        raise NoRetry(f"job data {str(data)[:80]!r} is not a task call: {{'task': name, 'args': [...], 'kwargs': {{...}}}}")
+    if not (isinstance(data, dict) and isinstance(data.get('task'), str)
+            and isinstance(data.get('args', []), list) and isinstance(data.get('kwargs', {}), dict)):
+        raise NoRetry(f"job data {str(data)[:80]!r} is not a task call: "
+                      "{'task': name, 'args': [...], 'kwargs': {...}}")
     t = self.registry.get(data['task'])
-    if t is None: raise NoRetry(f"unknown task {data['task']!r}: this worker's registry has {', '.join(self.registry) or 'no tasks'}")
+    if t is None:
+        raise NoRetry(f"unknown task {data['task']!r}: "
+                      f"this worker's registry has {', '.join(self.registry) or 'no tasks'}")
     return t, data.get('args', []), data.get('kwargs', {})
 
 @patch
@@ -131,7 +146,7 @@ def _screen(self:Task, e:Exception)->Exception:
 
 @patch
 def run(self:Tasks, data):
-    "Run the task `data` calls, here: `tasks(data)` calls this, so a registry is a sync handler, for `ThreadWorkers` and `ProcessWorkers`"
+    "Run the task `data` calls, here: `tasks(data)` calls this, so a registry is a sync handler (threads, processes)"
     t,args,kwargs = self._lookup(data)
     try: return asyncio.run(t._acall(args, kwargs)) if t.is_async else t._call(args, kwargs)
     except Exception as e:
@@ -156,13 +171,15 @@ def _call(self:Task, args, kwargs):
 
 @patch
 async def _acall(self:Task, args, kwargs):
-    "Await the task on the running loop (a sync one in a thread); past its `timeout`, cancel the wait and raise `TimeoutError`"
-    aw = self.fn(*args, **kwargs) if self.is_async else asyncio.to_thread(self.fn, *args, **kwargs)  # `to_thread` copies the context: `current_job()` works there
+    "Await the task on the running loop (a sync one in a thread); past its `timeout`, cancel it: `TimeoutError`"
+    # `to_thread` copies the context: `current_job()` works there
+    aw = self.fn(*args, **kwargs) if self.is_async else asyncio.to_thread(self.fn, *args, **kwargs)
     if self.timeout is None: return await aw
     try:
         async with asyncio.timeout(self.timeout) as cm: return await aw
     except TimeoutError:
-        if cm.expired(): raise TimeoutError(f"task {self.name} ran past its timeout ({self.timeout:g}s) and was cancelled") from None
+        if cm.expired():
+            raise TimeoutError(f"task {self.name} ran past its timeout ({self.timeout:g}s) and was cancelled") from None
         raise
 
 # %% ../nbs/03a_tasks.ipynb #529de1e6
@@ -181,7 +198,7 @@ class _Watchers:
             if not cbs: self.subs.pop(id, None)
 
 class _Waiter(_Watchers):
-    "One daemon thread that watches the jobs waited for: one query for all of them, when the database changed, and a wake-up on local acks"
+    "One daemon thread that watches the jobs waited for: one query for all, when the database changed or a local ack"
     def __init__(self, url, qkw):
         super().__init__(url, qkw, 'cdemo-tasks-waiter')
         _on_settled.append(self._settled)
@@ -203,7 +220,8 @@ class _Waiter(_Watchers):
                 continue
             try:
                 q = q or open_queue(self.url, **self.qkw)
-                heard = q.finished_notices(0 if fresh else 0.02)  # a store that tells of finished jobs (PostgreSQL): no polling
+                # a store that tells of finished jobs (PostgreSQL): no polling
+                heard = q.finished_notices(0 if fresh else 0.02)
                 if heard is not None:  # each id heard is a finished job: wake its waiters; ask only for new ones
                     self._wake(heard)
                     if fresh: self._wake(q.finished(ids))
@@ -211,8 +229,10 @@ class _Waiter(_Watchers):
                 v = q.data_version()
                 if fresh or v is None or v != last:  # something may have changed (a store without a counter: always)
                     done = q.finished(ids); self._wake(done)
-                    tick = 0.002 if done or v is not None else min(tick*2, 0.05)  # look closely while jobs finish; else back off
-                else: tick = min(tick*2, 0.01)  # nothing committed since the last look: reading the counter costs microseconds
+                    # look closely while jobs finish; else back off
+                    tick = 0.002 if done or v is not None else min(tick*2, 0.05)
+                # nothing committed since the last look: reading the counter costs microseconds
+                else: tick = min(tick*2, 0.01)
                 last = v
             except Exception as e:  # the database is away: try again a little later, and then look at every job
                 logger.debug("tasks waiter: %s", e); tick = 0.1
@@ -250,10 +270,11 @@ async def aresult(self:Handle, timeout:float=None):
 
 # %% ../nbs/03a_tasks.ipynb #e9120dfa
 def _with_deadline(t:Task, args, kwargs):
-    "Run sync task `t` in a thread of its own and wait for it at most `t.timeout` seconds; `TimeoutError` at the deadline"
+    "Run sync task `t` in a thread of its own and wait for it at most `t.timeout` seconds, then `TimeoutError`"
     calls,out = _queue.SimpleQueue(),{}
     jc = _current.get()
-    mine = jc and JobContext(jc.q, jc.job, call=lambda f, *a: calls.put((f, a)))  # its progress is written by this thread, which owns the store
+    # its progress is written by this thread, which owns the store
+    mine = jc and JobContext(jc.q, jc.job, call=lambda f, *a: calls.put((f, a)))
     def run():
         _current.set(mine)
         try: out['res'] = t.fn(*args, **kwargs)
@@ -269,7 +290,8 @@ def _with_deadline(t:Task, args, kwargs):
         except Exception as e: logger.warning("Task %s: %s", t.name, e)
     if th.is_alive():
         _abandoned.append(th)
-        raise TimeoutError(f"task {t.name} ran past its timeout ({t.timeout:g}s); its thread can't be stopped: it runs on, and its result will not be stored")
+        raise TimeoutError(f"task {t.name} ran past its timeout ({t.timeout:g}s); its thread can't be stopped: "
+                           "it runs on, and its result will not be stored")
     if 'err' in out: raise out['err']
     return out['res']
 
@@ -277,25 +299,32 @@ def _with_deadline(t:Task, args, kwargs):
 def _croniter():
     "croniter's class, imported on first use: it is the optional `cron` extra"
     try: from croniter import croniter
-    except ImportError: raise ImportError("cron= needs the 'cron' extra: pip install 'concurrency_demo[cron]'") from None
+    except ImportError:
+        raise ImportError("cron= needs the 'cron' extra: pip install 'concurrency_demo[cron]'") from None
     return croniter
 
 def _check_schedule(every, cron):
     "Refuse anything but exactly one of a positive, finite `every` and a valid cron expression, each with one line"
-    if (every is None) == (cron is None): raise ValueError(f"periodic() takes one of every= (seconds) or cron= (an expression), got every={every!r}, cron={cron!r}")
+    if (every is None) == (cron is None):
+        raise ValueError(f"periodic() takes one of every= (seconds) or cron= (an expression), "
+                         f"got every={every!r}, cron={cron!r}")
     if every is not None:
-        if every == 0 or isinstance(every, bool): raise ValueError(f"every must be a number of seconds above 0 (finite), got {every!r}")
+        if every == 0 or isinstance(every, bool):
+            raise ValueError(f"every must be a number of seconds above 0 (finite), got {every!r}")
         _num('every', every)
     else:
-        if not isinstance(cron, str): raise ValueError(f"cron must be a cron expression such as '0 3 * * *', got {cron!r}")
-        if not _croniter().is_valid(cron): raise ValueError(f"cron expression {cron!r} is not valid: five fields (minute hour day month weekday), e.g. '0 3 * * *'")
+        if not isinstance(cron, str):
+            raise ValueError(f"cron must be a cron expression such as '0 3 * * *', got {cron!r}")
+        if not _croniter().is_valid(cron):
+            raise ValueError(f"cron expression {cron!r} is not valid: "
+                             "five fields (minute hour day month weekday), e.g. '0 3 * * *'")
 
 Task.every = Task.cron = None; Task.first = False  # a plain task is not periodic
 
 # %% ../nbs/03a_tasks.ipynb #604ddafb
 @patch
 def slot(self:Task, now:float)->float:
-    "The start of the slot `now` falls in: a multiple of `every` since the epoch, or the latest time of `cron` at or before `now`, in UTC"
+    "The start of `now`'s slot: a multiple of `every` since the epoch, or the latest time of `cron` by `now` (UTC)"
     if self.every: return now // self.every * self.every
     if not self.cron: raise ValueError(f"Task {self.name!r} is not periodic")
     import datetime as _dt  # with croniter: the cron path only
@@ -305,20 +334,25 @@ def slot(self:Task, now:float)->float:
 def periodic(self:Tasks, fn=None, *, every:float=None, # seconds between slots
              cron:str=None, # or a cron expression, in UTC (needs the `cron` extra)
              first:bool=False, # at the very first start (nothing recorded for this task yet), run the current slot too
-             name:str=None, queue:str=None, timeout:float=None, max_attempts:int=None, retry_on:tuple=None, priority:int=0):
-    "Register `fn`, which takes no arguments, to be enqueued once per slot of `every` or `cron`, whatever number of pools run the registry"
-    if fn is None: return functools.partial(self.periodic, every=every, cron=cron, first=first, name=name, queue=queue, timeout=timeout,
+             name:str=None, queue:str=None, timeout:float=None, max_attempts:int=None, retry_on:tuple=None,
+             priority:int=0):
+    "Register `fn`, which takes no arguments, to be enqueued once per slot of `every` or `cron`, however many pools run"
+    if fn is None: return functools.partial(self.periodic, every=every, cron=cron, first=first, name=name, queue=queue,
+                                            timeout=timeout,
                                             max_attempts=max_attempts, retry_on=retry_on, priority=priority)
     _check_schedule(every, cron)
     try: inspect.signature(fn).bind()
-    except TypeError: raise TypeError(f"periodic task {fn.__name__} must take no arguments: it is called once per slot, with none") from None
-    t = self.task(fn, name=name, queue=queue, timeout=timeout, max_attempts=max_attempts, retry_on=retry_on, priority=priority)
+    except TypeError:
+        raise TypeError(f"periodic task {fn.__name__} must take no arguments: "
+                        "it is called once per slot, with none") from None
+    t = self.task(fn, name=name, queue=queue, timeout=timeout, max_attempts=max_attempts, retry_on=retry_on,
+                  priority=priority)
     t.every,t.cron,t.first = every,cron,first
     return t
 
 # %% ../nbs/03a_tasks.ipynb #87fcc588
 class _Scheduler:
-    "A pool's periodic slots: a daemon thread that claims the current slot of each periodic task of `queue`, and the retention slots, in the store"
+    "A pool's periodic slots: a daemon thread claiming, in the store, `queue`'s periodic tasks' slots and retention's"
     def __init__(self, tasks:Tasks, queue:str, log=None, tick:float=None):
         self.tasks,self.queue,self.log,self.seen,self.qs,self.failing = tasks,queue,ifnone(log, logger),{},{},False
         self.mine = [t for t in tasks.registry.values() if (t.every or t.cron) and t.queue == queue]
@@ -345,7 +379,7 @@ def _claim(self:_Scheduler, name, slot, first, job=None)->bool:
 
 @patch
 def run_once(self:_Scheduler)->list:
-    "One look: claim the current slot of each periodic task (enqueueing its job) and of retention (pruning); the names of the slots won"
+    "One look: claim the current slot of each periodic task (enqueueing its job) and of retention (pruning); names won"
     won,now = [],self._q(self.queue).clock()
     for t in self.mine:
         slot = t.slot(now)
@@ -363,7 +397,8 @@ def _run(self:_Scheduler):
         while True:
             try: self.run_once(); self.failing = False
             except Exception as e:  # the database is away, say: log once, try again at the next tick
-                if not self.failing: self.log.error("Periodic scheduler of queue %s: %s: %s (trying again every %gs)", self.queue, type(e).__name__, e, self.tick)
+                if not self.failing: self.log.error("Periodic scheduler of queue %s: %s: %s (trying again every %gs)",
+                                                    self.queue, type(e).__name__, e, self.tick)
                 self.failing = True
             if self.done.wait(self.tick): break
     finally:
@@ -371,7 +406,7 @@ def _run(self:_Scheduler):
 
 @patch
 def on_start(self:Tasks, pool):
-    "Called by a worker pool as it starts (the worker core's hook): run the pool's scheduler of periodic slots, if it has any to claim"
+    "Called by a worker pool as it starts (the worker core's hook): run the pool's scheduler of periodic slots, if any"
     s = _Scheduler(self, pool.queue, pool.log)
     if s.mine or self.keep_finished: pool.scheduler = s.start()
 
@@ -390,7 +425,7 @@ def handle(self:Tasks, id:int)->Handle:
     return Handle(self, id)
 
 class _Feed(_Watchers):
-    "One daemon thread that reads the rows of every job a stream follows: one query for them all, and only when the database may have changed"
+    "One daemon thread that reads the rows of every job a stream follows: one query for all, when the database changed"
     def __init__(self, url, qkw, tick:float=0.02):
         self.tick,self.reads = tick,0  # how many times rows were read (for the curious)
         super().__init__(url, qkw, 'cdemo-tasks-feed')
@@ -438,7 +473,7 @@ def _event(j:Job)->dict:
 
 @patch
 async def aevents(self:Handle):
-    "Yield the job's `status`, `progress` and `note` each time one changes, then stop after the event that finishes it (with `result` or `error`)"
+    "Yield the job's `status`, `progress` and `note` each time one changes; stop after the last (with `result`/`error`)"
     loop,got = asyncio.get_running_loop(),asyncio.Queue()
     def put(j):
         try: loop.call_soon_threadsafe(got.put_nowait, j)
