@@ -93,4 +93,8 @@ def main(names):
 
 if __name__ == '__main__':
     if sys.argv[1:2] == ['--one']: sys.exit(run_one(sys.argv[2]))
-    sys.exit(main(sys.argv[1:]))
+    if {'-h', '--help'} & set(sys.argv[1:]): print(__doc__); sys.exit(0)
+    names = [n.removeprefix('nbs/') for n in sys.argv[1:]]  # `nbs/00_dbqueue.ipynb` too, as a shell completes it
+    if bad := [n for n in names if not (NBS/n).is_file()]:
+        sys.exit(f"run_nbs: no notebook {bad[0]!r} in nbs/ (names are relative to nbs/, e.g. 00_dbqueue.ipynb)")
+    sys.exit(main(names))
