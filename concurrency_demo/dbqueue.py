@@ -133,6 +133,7 @@ CREATE TRIGGER IF NOT EXISTS job_error_gone AFTER DELETE ON job BEGIN DELETE FRO
 
 # %% ../nbs/00_dbqueue.ipynb #ae7d9cba
 _queue_files = {}   # (st_dev, st_ino) of each SQLite file a `Queue` in this process has open -> how many queues
+_watched = set()    # (st_dev, st_ino) of each file a watcher (below) holds open with apsw, for the life of the process
 
 def _inode(path):
     "`(st_dev, st_ino)` of the file at `path` (a str, bytes, path-like or `file:` URI), or `None`"
@@ -150,7 +151,8 @@ def _filename(c):
 
 def _foreign_open(ino)->bool:
     "Is file `ino` open in this process by something other than apsw's SQLite (such as the stdlib's `sqlite3`)? Linux only"
-    if ino in _queue_files or any(_inode(_filename(c)) == ino for c in apsw.connections()): return False  # apsw's own: the same SQLite
+    if ino in _queue_files or ino in _watched: return False  # apsw's own: the same SQLite
+    if any(_inode(_filename(c)) == ino for c in apsw.connections()): return False  # (a connection busy in another thread can't say)
     try: fds = os.listdir('/proc/self/fd')
     except OSError: return False
     return any(_inode(f'/proc/self/fd/{fd}') == ino for fd in fds)
@@ -304,9 +306,8 @@ class _Watch:
 
     def _run(self):
         try:
-            with _open_lock:  # counted as a queue's: `_foreign_open` can't ask a connection another thread is using for its file
-                c = apsw.Connection(self.file)
-                if ino := _inode(self.file): _queue_files[ino] = _queue_files.get(ino, 0) + 1  # held until this process ends, as the connection is
+            c = apsw.Connection(self.file)  # `_foreign_open` can't ask a connection another thread is using for its file:
+            _watched.add(_inode(self.file))  # so it knows this one (not counted as a queue's: sqlite3 isn't refused by it)
             last = c.execute("PRAGMA data_version").fetchall()[0][0]
         finally: self.ok.set()
         def changed():
