@@ -250,7 +250,13 @@ def test_dark_and_narrow(browser, console, name, kw):
     pg.wait_for_function('window.htmx !== undefined', timeout=10_000)
     bg = pg.evaluate('getComputedStyle(document.body).backgroundColor')
     if 'dark' in name: assert bg != 'rgb(255, 255, 255)', bg
-    else: assert pg.evaluate('document.documentElement.scrollWidth') <= 375
+    else:
+        assert pg.evaluate('document.documentElement.scrollWidth') <= 375
+        broken = pg.evaluate("""[...document.querySelectorAll('#counts thead th')].filter(th => {
+            const cs = getComputedStyle(th), lh = parseFloat(cs.lineHeight) || 1.3*parseFloat(cs.fontSize);
+            return th.getBoundingClientRect().height - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom) > 1.5*lh
+        }).map(th => th.textContent)""")
+        assert broken == [], f'count headings broken over two lines at 375 px: {broken}'  # "queue|d", "runni|ng" once
     out = ROOT/'artifacts'; out.mkdir(exist_ok=True)
     pg.screenshot(path=str(out/name), full_page='375' in name)
     ctx.close()
