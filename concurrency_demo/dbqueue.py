@@ -149,17 +149,29 @@ def _filename(c):
     try: return c.filename or None
     except (apsw.ThreadingViolationError, apsw.ConnectionClosedError): return None
 
+def _uncount(ino):
+    "One queue fewer holds file `ino`"
+    with _open_lock:
+        if (n := _queue_files.get(ino, 0)) > 1: _queue_files[ino] = n-1
+        else: _queue_files.pop(ino, None)
+
+def _fd_open(ino)->bool:
+    "Does a file descriptor of this process point at file `ino`? (`True` where that can't be asked: not Linux)"
+    try: fds = os.listdir('/proc/self/fd')
+    except OSError: return True
+    return any(_inode(f'/proc/self/fd/{fd}') == ino for fd in fds)
+
 def _foreign_open(ino)->bool:
     "Is file `ino` open in this process by something other than apsw's SQLite (such as the stdlib's `sqlite3`)? Linux only"
     if ino in _queue_files or ino in _watched: return False  # apsw's own: the same SQLite
     if any(_inode(_filename(c)) == ino for c in apsw.connections()): return False  # (a connection busy in another thread can't say)
-    try: fds = os.listdir('/proc/self/fd')
-    except OSError: return False
-    return any(_inode(f'/proc/self/fd/{fd}') == ino for fd in fds)
+    return sys.platform == 'linux' and _fd_open(ino)
 
 def _sqlite_audit(event, args):
     "Refuse to let the stdlib's `sqlite3` open a file a `Queue` holds in this process"
-    if event == 'sqlite3.connect' and _queue_files and (ino := _inode(args[0])) in _queue_files: raise ValueError(
+    if event != 'sqlite3.connect' or not _queue_files or (ino := _inode(args[0])) not in _queue_files: return
+    if not _fd_open(ino): return _uncount(ino)  # a count left behind (its file gone, the number reused): not a queue's file
+    raise ValueError(
         f"sqlite3 refused to open {args[0]!s}: a concurrency_demo Queue has it open in this process with another copy of SQLite (apsw's), "
         "and this copy's close() would drop the queue's locks and corrupt it (sqlite.org/howtocorrupt.html 2.2.1): use queue.db, or another file")
 
@@ -192,7 +204,10 @@ class Queue(Store):
                 "one file in one process can corrupt it (sqlite.org/howtocorrupt.html 2.2.1): close it first, or give the queue its own file")
             self.conn = _connect(self.path, busy_timeout=self.busy_timeout, durable=self.durable)
             self.url,self._file = f'sqlite:///{self.conn.filename}',self.conn.filename or None
-            if self._file and (ino := _inode(self._file)): _queue_files[ino] = _queue_files.get(ino, 0) + 1; self._ino = ino
+            if fin := getattr(self, '_fin', None): fin()  # a reopen: the old file's count goes first
+            if self._file and (ino := _inode(self._file)):
+                _queue_files[ino] = _queue_files.get(ino, 0) + 1; self._ino = ino
+                self._fin = weakref.finalize(self, _uncount, ino)  # a queue dropped unclosed mustn't leave its file counted
         with self._tx():
             fresh = not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='job_stat'").fetchall()
             self.conn.execute(_schema)
@@ -207,9 +222,7 @@ class Queue(Store):
     def close(self):
         with _open_lock:
             self.conn.close()
-            if self._ino and (n := _queue_files.get(self._ino, 0)) > 0:
-                if n == 1: _queue_files.pop(self._ino)
-                else: _queue_files[self._ino] = n-1
+            if fin := getattr(self, '_fin', None): fin()  # the file's count goes down once, here or when `self` is collected
             self._ino = None
 
 # %% ../nbs/00_dbqueue.ipynb #434eddc6

@@ -156,6 +156,22 @@ def test_a_reopen_is_not_refused_while_the_watcher_reads(tmp_path, monkeypatch):
     monkeypatch.setattr(dbqueue, '_filename', lambda c: None)  # as if every apsw connection were busy in another thread right now
     open_queue(f).close()
 
+def test_no_count_left_by_a_queue_dropped_unclosed(tmp_path):
+    "A Queue collected without close() leaves no count of its file, and a count left anyway (its file gone, the inode number "
+    "reused) doesn't refuse the stdlib's sqlite3 on a file no queue holds (lesson 08's huey bench was refused so in nbdev-test)"
+    import gc, sqlite3
+    from concurrency_demo import dbqueue
+    f = tmp_path/'d.db'; q = open_queue(str(f)); ino = dbqueue._inode(f)
+    assert dbqueue._queue_files.get(ino) == 1
+    del q; gc.collect()
+    assert ino not in dbqueue._queue_files
+    dbqueue._queue_files[ino] = 1  # as a count left by a path that forgot it
+    sqlite3.connect(f).close()
+    assert ino not in dbqueue._queue_files
+    q = open_queue(str(f))  # and a queue that does hold it still refuses sqlite3
+    with pytest.raises(ValueError, match='sqlite3 refused to open'): sqlite3.connect(f)
+    q.close()
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Settings and results
 
