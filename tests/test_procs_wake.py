@@ -21,7 +21,7 @@ def test_idle_pool_stops_at_once(store):
 def test_first_job_not_missed(store):
     "A job enqueued right after `start` returns is heard, though the children are just starting to wait"
     open_queue(store).close()
-    for _ in range(3):
+    for _ in range(1 if store.startswith('postgresql') else 3):  # on PostgreSQL each stop waits out `poll` (a child waits on its socket)
         with ProcessWorkers(store, cpu_job, n=2, poll=5) as w, open_queue(store) as q:
             t = time.monotonic(); id = q.enqueue(dict(fn='fib', n=5))
             while q.get(id).status != 'done' and time.monotonic() - t < 20: time.sleep(0.01)
