@@ -89,36 +89,39 @@ CREATE TABLE IF NOT EXISTS job (
   id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL DEFAULT 'default', data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
   priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3,
   run_at REAL NOT NULL, lease_until REAL, worker TEXT, token TEXT, key TEXT, result TEXT, error TEXT,
-  created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT, started_at REAL);
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT, started_at REAL, lazy INTEGER);
 DROP INDEX IF EXISTS job_claim; DROP INDEX IF EXISTS job_lease; DROP INDEX IF EXISTS job_finished;
-CREATE INDEX IF NOT EXISTS job_ready ON job (queue, status DESC, priority DESC, run_at, id) WHERE status IN ('queued','running');
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
 CREATE TABLE IF NOT EXISTS periodic (name TEXT PRIMARY KEY, slot REAL NOT NULL);
 """
+def _ready(p=''): return f"({p}status IN ('queued','running') OR {p}lazy IS NOT NULL)"  # the rows `job_ready` holds (`p`: a table's name and a dot)
+# made after the columns are there (an older file gets `lazy` first: see `Queue._open`); `status='queued'` splits a queue's entries in two
+_ready_index = f"CREATE INDEX IF NOT EXISTS job_ready ON job (queue, status='queued', priority DESC, run_at, id) WHERE {_ready()}"
+
 
 # %% ../nbs/00_dbqueue.ipynb #a03035f3
-_unf = "('queued','running')"
-def _into(s): return f"CASE WHEN {s} IN {_unf} THEN 'unfinished' ELSE {s} END"  # the row a job entering status `s` adds 1 to
-def _out(s): return f"CASE WHEN {s} IN {_unf} THEN 'unfinished' ELSE 'left ' || {s} END"  # the row a job leaving `s` changes
-def _outn(s): return f"CASE WHEN {s} IN {_unf} THEN -1 ELSE 1 END"  # by how much
+# counted as unfinished: a job that is, or one finished but not counted yet (`lazy`, set by `ack`: see *Deferred counts*)
+def _into(p): return f"CASE WHEN {_ready(p)} THEN 'unfinished' ELSE {p}status END"  # the row a row `p` ('NEW.', 'OLD.', '') counts in
+def _out(p): return f"CASE WHEN {_ready(p)} THEN 'unfinished' ELSE 'left ' || {p}status END"  # the row it changes when it leaves
+def _outn(p): return f"CASE WHEN {_ready(p)} THEN -1 ELSE 1 END"  # by how much
 
 _stat_schema = f"""
 CREATE TABLE IF NOT EXISTS job_stat (queue TEXT NOT NULL, stat TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, secs REAL NOT NULL DEFAULT 0,
   PRIMARY KEY (queue, stat)) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS job_stat_insert AFTER INSERT ON job BEGIN
-  INSERT INTO job_stat (queue, stat, n) VALUES (NEW.queue, {_into('NEW.status')}, 1) ON CONFLICT DO UPDATE SET n=n+1; END;
+  INSERT INTO job_stat (queue, stat, n) VALUES (NEW.queue, {_into('NEW.')}, 1) ON CONFLICT DO UPDATE SET n=n+1; END;
 CREATE TRIGGER IF NOT EXISTS job_stat_delete AFTER DELETE ON job BEGIN
-  INSERT INTO job_stat (queue, stat, n) VALUES (OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}) ON CONFLICT DO UPDATE SET n=n+excluded.n; END;
+  INSERT INTO job_stat (queue, stat, n) VALUES (OLD.queue, {_out('OLD.')}, {_outn('OLD.')}) ON CONFLICT DO UPDATE SET n=n+excluded.n; END;
 CREATE TRIGGER IF NOT EXISTS job_stat_update AFTER UPDATE OF queue, status ON job
-  WHEN OLD.queue IS NOT NEW.queue OR {_into('OLD.status')} IS NOT {_into('NEW.status')} BEGIN
-  INSERT INTO job_stat (queue, stat, n, secs) SELECT OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}, 0
-    UNION ALL SELECT NEW.queue, {_into('NEW.status')}, 1, 0
+  WHEN OLD.queue IS NOT NEW.queue OR {_into('OLD.')} IS NOT {_into('NEW.')} BEGIN
+  INSERT INTO job_stat (queue, stat, n, secs) SELECT OLD.queue, {_out('OLD.')}, {_outn('OLD.')}, 0
+    UNION ALL SELECT NEW.queue, {_into('NEW.')}, 1, 0
     UNION ALL SELECT NEW.queue, k || ' ' || ({bucket_sql('x')}), 1, x
       FROM (SELECT 'run' AS k, max(0, NEW.updated_at - NEW.started_at) AS x UNION ALL SELECT 'wait', max(0, NEW.started_at - NEW.run_at))
       WHERE OLD.status='running' AND NEW.status IN ('done','dead') AND NEW.started_at IS NOT NULL
     ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs; END;
 """
-_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a file from before `job_stat`: count once
+_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('')}, count(*) FROM job GROUP BY 1, 2"  # a file from before `job_stat`: count once
 
 # %% ../nbs/00_dbqueue.ipynb #5e281728
 # every attempt's error, kept by a trigger (see *Acknowledge, fail, extend, release* below)
@@ -215,6 +218,11 @@ class Queue(Store):
             have = {r[1] for r in self.conn.execute('PRAGMA table_info(job)')}
             for col,typ in (('progress', 'REAL'), ('note', 'TEXT'), ('started_at', 'REAL')):  # a file made before these columns: add them
                 if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')
+            if 'lazy' not in have:  # a file from before deferred counts: its count triggers and index change with the new column
+                self.conn.execute("DROP TRIGGER IF EXISTS job_stat_insert; DROP TRIGGER IF EXISTS job_stat_update; DROP TRIGGER IF EXISTS job_stat_delete; "
+                                  "DROP INDEX IF EXISTS job_ready; "
+                                  "ALTER TABLE job ADD COLUMN lazy INTEGER")
+            self.conn.execute(_ready_index)
             self.conn.execute(_stat_schema)
             self.conn.execute(_error_schema)
             if fresh: self.conn.execute(_stat_fill)
@@ -275,10 +283,12 @@ _queues = "SELECT queue FROM job_stat WHERE stat='unfinished' AND n>0"  # the qu
 Queue.sql.update(
     reclaim=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END,
   error='lease expired (worker ' || coalesce(worker,'?') || ')', token=NULL, lease_until=NULL, updated_at=:now
-  WHERE id IN (SELECT id FROM job WHERE queue IN ({_queues}) AND status IN ('queued','running') AND status='running' AND lease_until<:now)""",
+  WHERE id IN (SELECT id FROM job INDEXED BY job_ready WHERE queue IN ({_queues}) AND {_ready()} AND (status='queued')=0
+    AND status='running' AND lease_until<:now)""",
     claim=f"""UPDATE job SET status='running', attempts=attempts+1, lease_until=:lease_until, worker=:worker,
   token=lower(hex(randomblob(8))), started_at=:now, updated_at=:now
-  WHERE id IN (SELECT id FROM job WHERE queue=:queue AND status IN ('queued','running') AND status='queued' AND (run_at<=:now OR run_at=created_at) ORDER BY priority DESC, run_at, id LIMIT :n)
+  WHERE id IN (SELECT id FROM job INDEXED BY job_ready WHERE queue=:queue AND {_ready()} AND (status='queued')=1
+    AND (run_at<=:now OR run_at=created_at) ORDER BY priority DESC, run_at, id LIMIT :n)
   RETURNING {_cols}""")
 
 @patch
@@ -351,21 +361,35 @@ def _listen(self:Queue):
     w.ok.wait(5)
 
 # %% ../nbs/00_dbqueue.ipynb #af50b34a
-_running = "(SELECT count(*) FROM job WHERE job.queue=job_stat.queue AND status IN ('queued','running') AND status='running')"
-_counts = f"""WITH c AS (SELECT queue, n, {_running} AS r FROM job_stat WHERE stat='unfinished' AND (:queue IS NULL OR queue=:queue))
-  SELECT queue, stat, n - coalesce((SELECT n FROM job_stat l WHERE l.queue=s.queue AND l.stat='left ' || s.stat), 0) AS n
-    FROM job_stat s WHERE stat IN {finished} AND (:queue IS NULL OR queue=:queue) AND n != 0
-  UNION ALL SELECT queue, 'running', r FROM c WHERE r != 0 UNION ALL SELECT queue, 'queued', n - r FROM c WHERE n - r != 0"""
+# per queue with unfinished jobs, its entries in `job_ready` that aren't waiting: running, or finished and not counted yet
+_live = f"""SELECT j.id, j.queue, j.status, j.lazy, j.started_at, j.run_at, j.updated_at FROM job_stat c CROSS JOIN job j INDEXED BY job_ready
+  WHERE c.stat='unfinished' AND (:queue IS NULL OR c.queue=:queue) AND j.queue=c.queue AND {_ready('j.')} AND (j.status='queued')=0"""
+_counts = f"""WITH l AS (SELECT queue, status AS stat, count(*) AS n FROM ({_live}) GROUP BY 1, 2)
+  SELECT queue, stat, sum(n) AS n FROM (
+    SELECT queue, stat, n - coalesce((SELECT n FROM job_stat l WHERE l.queue=s.queue AND l.stat='left ' || s.stat), 0) AS n
+      FROM job_stat s WHERE stat IN {finished} AND (:queue IS NULL OR queue=:queue)
+    UNION ALL SELECT queue, stat, n FROM l UNION ALL SELECT queue, 'queued', -n FROM l  -- the waiting: the unfinished, less those
+    UNION ALL SELECT queue, 'queued', n FROM job_stat WHERE stat='unfinished' AND (:queue IS NULL OR queue=:queue))
+  GROUP BY 1, 2 HAVING sum(n) != 0"""
+# the counts and histogram entries of the finished jobs not counted yet, as `job_stat` rows (`u`: their rows)
+_uncounted = f"""SELECT queue, status AS stat, 1 AS n, 0 AS secs FROM u
+  UNION ALL SELECT queue, k || ' ' || ({bucket_sql('x')}), 1, x FROM (
+    SELECT queue, k, CASE k WHEN 'run' THEN max(0, updated_at - started_at) ELSE max(0, started_at - run_at) END AS x
+      FROM u, (SELECT 'run' AS k UNION ALL SELECT 'wait') WHERE status IN ('done','dead') AND started_at IS NOT NULL)"""
+_u = f"u AS (SELECT * FROM ({_live.replace(':queue', 'NULL')}) WHERE lazy IS NOT NULL AND status IN {finished})"  # every queue's
 Queue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=?",
     exists="SELECT status FROM job WHERE id=?",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT ?",
     counts=_counts + " ORDER BY queue", stats=f"SELECT stat, n FROM ({_counts})",
-    job_stats=f"SELECT queue, stat, n, secs FROM job_stat WHERE stat IN {finished} OR stat LIKE 'run %' OR stat LIKE 'wait %' ORDER BY queue, stat")
+    job_stats=f"""WITH {_u} SELECT queue, stat, sum(n) AS n, sum(secs) AS secs FROM (
+  SELECT queue, stat, n, secs FROM job_stat WHERE stat IN {finished} OR stat LIKE 'run %' OR stat LIKE 'wait %' UNION ALL {_uncounted})
+  GROUP BY 1, 2 ORDER BY 1, 2""")
 
 # %% ../nbs/00_dbqueue.ipynb #8cc41c2e
 _holds = "id=:id AND token=:token AND status='running' AND lease_until>=:now"
-Queue.sql.update(ack=f"UPDATE job SET status='done', result=:result, error=NULL, token=NULL, lease_until=NULL, updated_at=:now WHERE {_holds}")
+Queue.sql.update(ack=f"""UPDATE job SET status='done', result=:result, error=NULL, token=NULL, lease_until=NULL, updated_at=:now, lazy=1
+  WHERE {_holds}""")
 
 @patch
 def _ack_many(self:Queue, jobs, results, now):
@@ -376,8 +400,8 @@ def _ack_many(self:Queue, jobs, results, now):
             c.execute(ack, dict(result=r, now=now, id=j.id, token=j.token))
             if c.changes() != 1: raise self._why(j.id)
 
-Queue.sql['ack_each'] = """UPDATE job SET status='done', result=v.value->>'r', error=NULL, token=NULL, lease_until=NULL, updated_at=:now
-  FROM json_each(:batch) AS v WHERE job.id=v.value->>'i' AND job.token=v.value->>'t' AND job.status='running' AND job.lease_until>=:now
+Queue.sql['ack_each'] = """UPDATE job SET status='done', result=v.value->>'r', error=NULL, token=NULL, lease_until=NULL, updated_at=:now,
+  lazy=1 FROM json_each(:batch) AS v WHERE job.id=v.value->>'i' AND job.token=v.value->>'t' AND job.status='running' AND job.lease_until>=:now
   RETURNING job.id"""
 
 @patch
@@ -386,6 +410,30 @@ def _ack_each(self:Queue, jobs, results, now)->list:
     batch = json.dumps([dict(i=j.id, t=j.token, r=r) for j,r in zip(jobs, results)])
     with self._tx() as c: done = {r[0] for r in c.execute(self.sql['ack_each'], dict(batch=batch, now=now))}
     return [None if j.id in done else self._why(j.id) for j in jobs]
+
+# %% ../nbs/00_dbqueue.ipynb #db95da7e
+Queue.sql.update(
+    fold=f"""WITH {_u} INSERT INTO job_stat (queue, stat, n, secs)
+  SELECT queue, stat, sum(n), sum(secs) FROM ({_uncounted} UNION ALL SELECT queue, 'unfinished', -1, 0 FROM u) WHERE true GROUP BY 1, 2
+  ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs""",
+    folded=f"WITH {_u} UPDATE job SET lazy=NULL WHERE id IN (SELECT id FROM u)",
+    any_uncounted=f"WITH {_u} SELECT EXISTS (SELECT 1 FROM u)")
+
+@patch
+def fold(self:Queue)->int:
+    "Count the jobs `ack` left uncounted (every queue's) into `job_stat`, in one transaction; return how many"
+    self._check()
+    if not self.conn.execute(self.sql['any_uncounted']).fetchall()[0][0]: return 0  # nothing to fold: no write lock taken
+    with self._tx() as c:
+        c.execute(self.sql['fold'])
+        c.execute(self.sql['folded'])
+        return c.changes()
+
+@patch
+def _reclaim_expired(self:Queue, now):
+    "Requeue (or bury) the jobs whose lease ended, then fold the deferred counts: both at most every `reclaim_every` seconds"
+    self.conn.execute(self.sql['reclaim'], dict(now=now))
+    self.fold()
 
 # %% ../nbs/00_dbqueue.ipynb #3a15174e
 Queue.sql.update(fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts OR :final THEN 'dead' ELSE 'queued' END, error=:error,
@@ -403,8 +451,10 @@ Queue.sql.update(
     progress=f"UPDATE job SET progress=:progress, note=:note, updated_at=:now WHERE {_holds}",
     finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status='cancelled'",
-    next_due=f"""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=:queue AND status IN ('queued','running') AND status='queued'
-  UNION ALL SELECT min(lease_until) FROM job WHERE queue IN ({_queues}) AND status IN ('queued','running') AND status='running')""",
+    next_due=f"""SELECT min(t) FROM (
+  SELECT min(run_at) AS t FROM job INDEXED BY job_ready WHERE queue=:queue AND {_ready()} AND (status='queued')=1
+  UNION ALL SELECT min(lease_until) FROM job INDEXED BY job_ready WHERE queue IN ({_queues}) AND {_ready()} AND (status='queued')=0
+    AND status='running')""",
     prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead','cancelled') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
     cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE id=:id",

@@ -98,3 +98,81 @@ def test_every_attempts_error_is_kept(store):
     clk.tick(5); assert q.prune(1) == 1 and q.errors(jid) == []
     with pytest.raises(ValueError): q.errors('1')
     assert q.errors(10**9) == []
+
+def _as_before_deferred(path):
+    "Turn a current file back into one the release before deferred counts left: its `job_ready`, its count triggers, no `lazy` column"
+    from concurrency_demo.dbqueue import Queue
+    q = Queue(path); q.fold(); q.close()
+    c = apsw.Connection(str(path))
+    unf = "('queued','running')"
+    into = lambda s: f"CASE WHEN {s} IN {unf} THEN 'unfinished' ELSE {s} END"
+    out = lambda s: f"CASE WHEN {s} IN {unf} THEN 'unfinished' ELSE 'left ' || {s} END"
+    outn = lambda s: f"CASE WHEN {s} IN {unf} THEN -1 ELSE 1 END"
+    c.execute(f"""DROP INDEX job_ready; DROP TRIGGER job_stat_insert; DROP TRIGGER job_stat_update; DROP TRIGGER job_stat_delete;
+ALTER TABLE job DROP COLUMN lazy;
+CREATE TRIGGER job_stat_insert AFTER INSERT ON job BEGIN
+  INSERT INTO job_stat (queue, stat, n) VALUES (NEW.queue, {into('NEW.status')}, 1) ON CONFLICT DO UPDATE SET n=n+1; END;
+CREATE INDEX job_ready ON job (queue, status DESC, priority DESC, run_at, id) WHERE status IN ('queued','running');
+CREATE TRIGGER job_stat_delete AFTER DELETE ON job BEGIN
+  INSERT INTO job_stat (queue, stat, n) VALUES (OLD.queue, {out('OLD.status')}, {outn('OLD.status')}) ON CONFLICT DO UPDATE SET n=n+excluded.n; END;
+CREATE TRIGGER job_stat_update AFTER UPDATE OF queue, status ON job
+  WHEN OLD.queue IS NOT NEW.queue OR {into('OLD.status')} IS NOT {into('NEW.status')} BEGIN
+  INSERT INTO job_stat (queue, stat, n) SELECT OLD.queue, {out('OLD.status')}, {outn('OLD.status')} UNION ALL SELECT NEW.queue, {into('NEW.status')}, 1
+    ON CONFLICT DO UPDATE SET n=n+excluded.n; END;""")
+    c.execute("UPDATE job SET status='done' WHERE id=(SELECT min(id) FROM job WHERE status='running')")  # an ack by the old version
+    c.close()
+
+def test_file_from_before_deferred_counts_migrates(tmp_path):
+    "A file from the release that counted each ack at once opens: the old triggers and index are replaced, counts stay true, acks defer"
+    path = tmp_path/'prev.db'
+    q = open_queue(path, name='a'); q.enqueue_many(list(range(6))); js = q.dequeue_many(3); q.ack(js[0]); q.close()
+    _as_before_deferred(path)
+    q = open_queue(path, name='a')
+    assert 'lazy' in {r[1] for r in q.conn.execute('PRAGMA table_info(job)')}
+    (sql,), = q.conn.execute("SELECT sql FROM sqlite_master WHERE name='job_ready'").fetchall()
+    assert "status='queued'" in sql and 'lazy' in sql
+    assert q.counts() == _recount(q) == {'a': dict(queued=3, running=1, done=2, dead=0, cancelled=0)}
+    q.ack(q.dequeue()); q.ack(js[2])
+    assert q.counts() == _recount(q) and q.fold() == 2 and q.counts() == _recount(q)
+    q.close(); q = open_queue(path, name='a')  # opening again changes nothing
+    assert q.counts() == _recount(q) == {'a': dict(queued=2, running=0, done=4, dead=0, cancelled=0)}
+
+def test_deferred_counts_are_exact_before_and_after_the_fold(tmp_path):
+    "An ack's count is deferred (`lazy`), yet every reader, on any connection, sees exact counts and histograms; the fold changes none of them"
+    from concurrency_demo.store import FakeClock
+    clk = FakeClock(); path = tmp_path/'d.db'
+    q, o = open_queue(path, name='a', lease=10, clock=clk), open_queue(path, name='b', clock=clk)
+    q.enqueue_many(list(range(12))); o.enqueue_many(['x', 'y']); o.ack(o.dequeue())
+    js = q.dequeue_many(10); clk.tick(2)  # this first dequeue of `q` folds `o`'s ack (a fold counts every queue's)
+    for j in js[:4]: q.ack(j)
+    q.ack_many(js[4:6]); q.ack_each(js[6:7]); q.fail(js[7], 'boom', retry=False)
+    other = open_queue(path, name='a', clock=clk)  # another connection reads what the first deferred
+    lazy = q._all("SELECT count(*) FROM job WHERE lazy IS NOT NULL", ())[0][0]
+    assert lazy == 7
+    want = {'a': dict(queued=2, running=2, done=7, dead=1, cancelled=0), 'b': dict(queued=1, running=0, done=1, dead=0, cancelled=0)}
+    assert q.counts() == other.counts() == _recount(q) == want
+    assert other.stats() == want['a'] and o.stats() == want['b']
+    st = other.job_stats()
+    assert st['a']['finished'] == dict(done=7, dead=1, cancelled=0) and st['b']['finished']['done'] == 1
+    assert sum(n for n,_ in st['a']['run'].values()) == 8 and sum(n for n,_ in st['a']['wait'].values()) == 8
+    assert abs(sum(s for _,s in st['a']['run'].values()) - 16) < 1e-6  # each of the 8 ran 2 s
+    # a deferred job deleted, or moved, before the fold is never counted as finished in its old place
+    q._run("DELETE FROM job WHERE id=?", (js[0].id,)); q._run("UPDATE job SET queue='c' WHERE id=?", (js[1].id,))
+    assert q.counts() == other.counts() == _recount(q)
+    before = (other.counts(), other.job_stats())
+    assert q.fold() == 6 and q.fold() == 0
+    assert q._all("SELECT count(*) FROM job WHERE lazy IS NOT NULL", ())[0][0] == 0
+    assert (other.counts(), other.job_stats()) == before and q.counts() == _recount(q)
+    q._run("DELETE FROM job WHERE status='done'", ()); q.fold()  # deleting counted jobs keeps the outcomes' totals, as before
+    assert q.counts() == _recount(q) and other.job_stats()['a']['finished']['done'] == 5
+
+def test_a_dequeue_folds_the_deferred_counts(tmp_path):
+    "Workers fold as they go: a `dequeue` after `reclaim_every` seconds counts what acks deferred, so few rows wait in `job_ready`"
+    from concurrency_demo.store import FakeClock
+    clk = FakeClock(); q = open_queue(tmp_path/'f.db', clock=clk, reclaim_every=1)
+    q.enqueue_many(list(range(10)))
+    for _ in range(5): q.ack(q.dequeue())
+    assert q._all("SELECT count(*) FROM job WHERE lazy IS NOT NULL", ())[0][0] == 5  # the first dequeue had nothing to fold
+    clk.tick(1.5); q.ack(q.dequeue())
+    assert q._all("SELECT count(*) FROM job WHERE lazy IS NOT NULL", ())[0][0] == 1
+    assert q._all("SELECT n FROM job_stat WHERE queue='default' AND stat='done'", ())[0][0] == 5 and q.stats()['done'] == 6
