@@ -412,22 +412,30 @@ def _ack_each(self:Queue, jobs, results, now)->list:
     return [None if j.id in done else self._why(j.id) for j in jobs]
 
 # %% ../nbs/00_dbqueue.ipynb #db95da7e
+_ids = "SELECT value FROM json_each(:ids)"
 Queue.sql.update(
-    fold=f"""WITH {_u} INSERT INTO job_stat (queue, stat, n, secs)
+    uncounted=f"WITH {_u} SELECT id FROM u LIMIT :n",
+    fold=f"""WITH u AS (SELECT queue, status, started_at, run_at, updated_at FROM job WHERE id IN ({_ids}))
+  INSERT INTO job_stat (queue, stat, n, secs)
   SELECT queue, stat, sum(n), sum(secs) FROM ({_uncounted} UNION ALL SELECT queue, 'unfinished', -1, 0 FROM u) WHERE true GROUP BY 1, 2
   ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs""",
-    folded=f"WITH {_u} UPDATE job SET lazy=NULL WHERE id IN (SELECT id FROM u)",
-    any_uncounted=f"WITH {_u} SELECT EXISTS (SELECT 1 FROM u)")
+    folded=f"UPDATE job SET lazy=NULL WHERE id IN ({_ids})")
 
 @patch
-def fold(self:Queue)->int:
-    "Count the jobs `ack` left uncounted (every queue's) into `job_stat`, in one transaction; return how many"
+def fold(self:Queue, batch:int=1000)->int: # most jobs per transaction: the write lock is let go in between
+    "Count the jobs `ack` left uncounted (every queue's) into `job_stat`, `batch` jobs per transaction; return how many"
+    _num('batch', batch, lo=1, integer=True)
     self._check()
-    if not self.conn.execute(self.sql['any_uncounted']).fetchall()[0][0]: return 0  # nothing to fold: no write lock taken
-    with self._tx() as c:
-        c.execute(self.sql['fold'])
-        c.execute(self.sql['folded'])
-        return c.changes()
+    n = 0
+    if not self.conn.execute(self.sql['uncounted'], dict(n=1)).fetchall(): return 0  # nothing to fold: no write lock taken
+    while True:
+        with self._tx() as c:
+            ids = [r[0] for r in c.execute(self.sql['uncounted'], dict(n=batch))]
+            if ids:
+                p = dict(ids=json.dumps(ids))
+                c.execute(self.sql['fold'], p); c.execute(self.sql['folded'], p)
+        n += len(ids)
+        if len(ids) < batch: return n
 
 @patch
 def _reclaim_expired(self:Queue, now):
