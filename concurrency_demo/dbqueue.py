@@ -14,8 +14,10 @@ from pathlib import Path
 import apsw, apsw.ext, logging
 from fastcore.utils import *
 from fastcore.meta import delegates
-from .store import Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses, finished, bucket_sql, errors_kept, _cols
-from .store import _num, _worker_id, _enqueued  # older importers took these from here: import them from `store`
+from .store import (Store, Job, LeaseLost, StoreUnavailable, FakeClock, fmt_error, open_queue, statuses,
+                                    finished, bucket_sql, errors_kept, _cols)
+# older importers took these from here: import them from `store`
+from .store import _num, _worker_id, _enqueued
 _all_ = ['open_queue', 'Job', 'LeaseLost', 'StoreUnavailable', 'FakeClock', 'fmt_error', 'statuses']
 
 # %% ../nbs/00_dbqueue.ipynb #192b757a
@@ -34,11 +36,13 @@ def _open(path, timeout):
             time.sleep(random.uniform(0.001, 0.02))
 
 def _connect(path, busy_timeout:float=10, durable:bool=False)->apsw.Connection:
-    "An apsw connection to `path` (or the one inside a fastlite `Database`) with a busy timeout set first, WAL, and the chosen durability"
+    ("An apsw connection to `path` (or the one inside a fastlite `Database`) with a busy timeout set first, WAL, and "
+     "the chosen durability")
     if isinstance(c := getattr(path, 'conn', path), apsw.Connection): pass
     else:
         path = Path(path)
-        if not path.parent.exists(): raise FileNotFoundError(f"Can't open queue database {path}: directory {path.parent} does not exist")
+        if not path.parent.exists(): raise FileNotFoundError(f"Can't open queue database {path}: directory "
+                                                             f"{path.parent} does not exist")
         c = None
         try: return _setup(c := _open(path, busy_timeout), busy_timeout, durable)
         except (apsw.NotADBError, apsw.CantOpenError, apsw.ReadOnlyError, apsw.CorruptError) as e:
@@ -49,24 +53,30 @@ def _connect(path, busy_timeout:float=10, durable:bool=False)->apsw.Connection:
 def _setup(c, busy_timeout, durable):
     "Set `c`'s busy timeout first, then WAL and the chosen durability"
     c.setbusytimeout(int(busy_timeout*1000))
-    if not _log_ours and 'apswutils.db' in sys.modules: _fastlite()  # fastlite came in another way (FastHTML): keep SQLite's log ours
+    # fastlite came in another way (FastHTML): keep SQLite's log ours
+    if not _log_ours and 'apswutils.db' in sys.modules: _fastlite()
     end = time.monotonic() + busy_timeout
-    while True:  # switching a new file to WAL takes an exclusive lock, and SQLite may answer busy at once, without waiting
+    # switching a new file to WAL takes an exclusive lock, and SQLite may answer busy at once, without waiting
+    while True:
         try:
-            if c.execute("PRAGMA journal_mode").fetchall()[0][0] != 'wal': c.execute("PRAGMA journal_mode=wal").fetchall()
+            if c.execute("PRAGMA journal_mode").fetchall()[0][0] != 'wal':
+                c.execute("PRAGMA journal_mode=wal").fetchall()
             break
         except apsw.BusyError:  # another process opened the new file at the same moment: its switch takes a few ms
             if time.monotonic() > end: raise
             time.sleep(0.01)
     c.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-    c.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)  # a plan fixed when prepared: binding a new value never re-prepares a statement (see Performance)
+    # a plan fixed when prepared: binding a new value never re-prepares a statement (see Performance)
+    c.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
     return c
 
 def _bad_file(path, e):
     "A one-line error for a file SQLite can't use as a queue: not a database, or not writable"
-    if isinstance(e, (apsw.NotADBError, apsw.CorruptError)): return ValueError(f"Can't open queue database {path}: it is not a SQLite database ({e})")
+    if isinstance(e, (apsw.NotADBError, apsw.CorruptError)): return ValueError(f"Can't open queue database {path}: it "
+                                                                               f"is not a SQLite database ({e})")
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        return PermissionError(f"Can't open queue database {path}: it is read-only (a queue writes to its file and to its folder)")
+        return PermissionError(f"Can't open queue database {path}: it is read-only (a queue writes to its file and to "
+                               f"its folder)")
     return e
 
 def connect(path, busy_timeout:float=10, # seconds to wait for a lock before raising `BusyError`
@@ -77,7 +87,8 @@ def connect(path, busy_timeout:float=10, # seconds to wait for a lock before rai
 
 _log_ours = False
 def _fastlite():
-    "fastlite's `Database`, imported on first use; its import points SQLite's log at the `apsw` logger, so point it back once"
+    ("fastlite's `Database`, imported on first use; its import points SQLite's log at the `apsw` logger, so point it "
+     "back once")
     global _log_ours
     from fastlite import Database
     if not _log_ours: apsw.ext.log_sqlite(logger=_sqlite_log); _log_ours = True
@@ -86,7 +97,8 @@ def _fastlite():
 # %% ../nbs/00_dbqueue.ipynb #8b5d0aca
 _schema = """
 CREATE TABLE IF NOT EXISTS job (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL DEFAULT 'default', data TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'queued',
+  id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL DEFAULT 'default', data TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'queued',
   priority INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 3,
   run_at REAL NOT NULL, lease_until REAL, worker TEXT, token TEXT, key TEXT, result TEXT, error TEXT,
   created_at REAL NOT NULL, updated_at REAL NOT NULL, progress REAL, note TEXT, started_at REAL, lazy INTEGER);
@@ -94,43 +106,57 @@ DROP INDEX IF EXISTS job_claim; DROP INDEX IF EXISTS job_lease; DROP INDEX IF EX
 CREATE UNIQUE INDEX IF NOT EXISTS job_key ON job (queue, key) WHERE key IS NOT NULL AND status IN ('queued','running');
 CREATE TABLE IF NOT EXISTS periodic (name TEXT PRIMARY KEY, slot REAL NOT NULL);
 """
-def _ready(p=''): return f"({p}status IN ('queued','running') OR {p}lazy IS NOT NULL)"  # the rows `job_ready` holds (`p`: a table's name and a dot)
-# made after the columns are there (an older file gets `lazy` first: see `Queue._open`); `status='queued'` splits a queue's entries in two
-_ready_index = f"CREATE INDEX IF NOT EXISTS job_ready ON job (queue, status='queued', priority DESC, run_at, id) WHERE {_ready()}"
+# the rows `job_ready` holds (`p`: a table's name and a dot)
+def _ready(p=''): return f"({p}status IN ('queued','running') OR {p}lazy IS NOT NULL)"
+# made after the columns are there (an older file gets `lazy` first: see `Queue._open`);
+# `status='queued'` splits a queue's entries in two
+_ready_index = f"""CREATE INDEX IF NOT EXISTS job_ready ON job (queue, status='queued', priority DESC, run_at, id)
+  WHERE {_ready()}"""
 
 
 # %% ../nbs/00_dbqueue.ipynb #a03035f3
-# counted as unfinished: a job that is, or one finished but not counted yet (`lazy`, set by `ack`: see *Deferred counts*)
-def _into(p): return f"CASE WHEN {_ready(p)} THEN 'unfinished' ELSE {p}status END"  # the row a row `p` ('NEW.', 'OLD.', '') counts in
-def _out(p): return f"CASE WHEN {_ready(p)} THEN 'unfinished' ELSE 'left ' || {p}status END"  # the row it changes when it leaves
+# counted as unfinished: a job that is, or one finished but not counted yet
+# (`lazy`, set by `ack`: see *Deferred counts*)
+# the row a row `p` ('NEW.', 'OLD.', '') counts in
+def _into(p): return f"CASE WHEN {_ready(p)} THEN 'unfinished' ELSE {p}status END"
+# the row it changes when it leaves
+def _out(p): return f"CASE WHEN {_ready(p)} THEN 'unfinished' ELSE 'left ' || {p}status END"
 def _outn(p): return f"CASE WHEN {_ready(p)} THEN -1 ELSE 1 END"  # by how much
 
 _stat_schema = f"""
-CREATE TABLE IF NOT EXISTS job_stat (queue TEXT NOT NULL, stat TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, secs REAL NOT NULL DEFAULT 0,
+CREATE TABLE IF NOT EXISTS job_stat (queue TEXT NOT NULL, stat TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0,
+  secs REAL NOT NULL DEFAULT 0,
   PRIMARY KEY (queue, stat)) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS job_stat_insert AFTER INSERT ON job BEGIN
   INSERT INTO job_stat (queue, stat, n) VALUES (NEW.queue, {_into('NEW.')}, 1) ON CONFLICT DO UPDATE SET n=n+1; END;
 CREATE TRIGGER IF NOT EXISTS job_stat_delete AFTER DELETE ON job BEGIN
-  INSERT INTO job_stat (queue, stat, n) VALUES (OLD.queue, {_out('OLD.')}, {_outn('OLD.')}) ON CONFLICT DO UPDATE SET n=n+excluded.n; END;
+  INSERT INTO job_stat (queue, stat, n) VALUES (OLD.queue, {_out('OLD.')}, {_outn('OLD.')})
+    ON CONFLICT DO UPDATE SET n=n+excluded.n; END;
 CREATE TRIGGER IF NOT EXISTS job_stat_update AFTER UPDATE OF queue, status ON job
   WHEN OLD.queue IS NOT NEW.queue OR {_into('OLD.')} IS NOT {_into('NEW.')} BEGIN
   INSERT INTO job_stat (queue, stat, n, secs) SELECT OLD.queue, {_out('OLD.')}, {_outn('OLD.')}, 0
     UNION ALL SELECT NEW.queue, {_into('NEW.')}, 1, 0
     UNION ALL SELECT NEW.queue, k || ' ' || ({bucket_sql('x')}), 1, x
-      FROM (SELECT 'run' AS k, max(0, NEW.updated_at - NEW.started_at) AS x UNION ALL SELECT 'wait', max(0, NEW.started_at - NEW.run_at))
+      FROM (SELECT 'run' AS k, max(0, NEW.updated_at - NEW.started_at) AS x
+            UNION ALL SELECT 'wait', max(0, NEW.started_at - NEW.run_at))
       WHERE OLD.status='running' AND NEW.status IN ('done','dead') AND NEW.started_at IS NOT NULL
     ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs; END;
 """
-_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('')}, count(*) FROM job GROUP BY 1, 2"  # a file from before `job_stat`: count once
+# a file from before `job_stat`: count once
+_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('')}, count(*) FROM job GROUP BY 1, 2"
 
 # %% ../nbs/00_dbqueue.ipynb #5e281728
 # every attempt's error, kept by a trigger (see *Acknowledge, fail, extend, release* below)
 _error_schema = f"""
-CREATE TABLE IF NOT EXISTS job_error (job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, error TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS job_error (job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL,
+  error TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS job_error_job ON job_error (job_id);
-CREATE TRIGGER IF NOT EXISTS job_error_add AFTER UPDATE OF error ON job WHEN NEW.error IS NOT NULL AND NEW.status != 'cancelled' BEGIN
+CREATE TRIGGER IF NOT EXISTS job_error_add AFTER UPDATE OF error ON job
+  WHEN NEW.error IS NOT NULL AND NEW.status != 'cancelled' BEGIN
   INSERT INTO job_error VALUES (NEW.id, NEW.attempts, NEW.updated_at, NEW.error);
-  DELETE FROM job_error WHERE job_id=NEW.id AND rowid <= (SELECT rowid FROM job_error WHERE job_id=NEW.id ORDER BY rowid DESC LIMIT 1 OFFSET {errors_kept}); END;
+  DELETE FROM job_error WHERE job_id=NEW.id
+    AND rowid <= (SELECT rowid FROM job_error WHERE job_id=NEW.id ORDER BY rowid DESC
+                  LIMIT 1 OFFSET {errors_kept}); END;
 CREATE TRIGGER IF NOT EXISTS job_error_gone AFTER DELETE ON job BEGIN DELETE FROM job_error WHERE job_id=OLD.id; END;
 """
 
@@ -140,12 +166,14 @@ _watched = set()    # (st_dev, st_ino) of each file a watcher (below) holds open
 
 def _inode(path):
     "`(st_dev, st_ino)` of the file at `path` (a str, bytes, path-like or `file:` URI), or `None`"
-    if isinstance(path, str) and path.startswith('file:'): path = path[5:].split('?')[0].removeprefix('//localhost').removeprefix('//')
+    if isinstance(path, str) and path.startswith('file:'):
+        path = path[5:].split('?')[0].removeprefix('//localhost').removeprefix('//')
     try: st = os.stat(path)
     except (OSError, TypeError, ValueError): return None
     return st.st_dev, st.st_ino
 
-_open_lock = threading.RLock()  # a queue's check, open and count of its file happen together: no other thread's open in between
+# a queue's check, open and count of its file happen together: no other thread's open in between
+_open_lock = threading.RLock()
 
 def _filename(c):
     "The file of apsw connection `c`, or `None` (in use by another thread right now, or closed: it can't be asked)"
@@ -165,18 +193,23 @@ def _fd_open(ino)->bool:
     return any(_inode(f'/proc/self/fd/{fd}') == ino for fd in fds)
 
 def _foreign_open(ino)->bool:
-    "Is file `ino` open in this process by something other than apsw's SQLite (such as the stdlib's `sqlite3`)? Linux only"
+    ("Is file `ino` open in this process by something other than apsw's SQLite (such as the stdlib's `sqlite3`)? Linux "
+     "only")
     if ino in _queue_files or ino in _watched: return False  # apsw's own: the same SQLite
-    if any(_inode(_filename(c)) == ino for c in apsw.connections()): return False  # (a connection busy in another thread can't say)
+    # (a connection busy in another thread can't say)
+    if any(_inode(_filename(c)) == ino for c in apsw.connections()): return False
     return sys.platform == 'linux' and _fd_open(ino)
 
 def _sqlite_audit(event, args):
     "Refuse to let the stdlib's `sqlite3` open a file a `Queue` holds in this process"
     if event != 'sqlite3.connect' or not _queue_files or (ino := _inode(args[0])) not in _queue_files: return
-    if not _fd_open(ino): return _uncount(ino)  # a count left behind (its file gone, the number reused): not a queue's file
+    # a count left behind (its file gone, the number reused): not a queue's file
+    if not _fd_open(ino): return _uncount(ino)
     raise ValueError(
-        f"sqlite3 refused to open {args[0]!s}: a concurrency_demo Queue has it open in this process with another copy of SQLite (apsw's), "
-        "and this copy's close() would drop the queue's locks and corrupt it (sqlite.org/howtocorrupt.html 2.2.1): use queue.db, or another file")
+        f"sqlite3 refused to open {args[0]!s}: a concurrency_demo Queue has it open in this process with another copy "
+        f"of SQLite (apsw's), "
+        "and this copy's close() would drop the queue's locks and corrupt it (sqlite.org/howtocorrupt.html 2.2.1): "
+        "use queue.db, or another file")
 
 sys.addaudithook(_sqlite_audit)
 
@@ -188,7 +221,8 @@ class Queue(Store):
     def __init__(self, path, # database file (its folder must exist), or a fastlite `Database`
                  **kwargs):
         super().__init__(**kwargs)
-        self.durable = bool(self.durable)  # SQLite's default: `synchronous=NORMAL`, which survives a crash of the app (not of the machine)
+        # SQLite's default: `synchronous=NORMAL`, which survives a crash of the app (not of the machine)
+        self.durable = bool(self.durable)
         self.path,self._db,self._ino,self._gone,self._look = path,getattr(path, 'conn', None) and path,None,False,0.
         self._open()
 
@@ -199,27 +233,34 @@ class Queue(Store):
         return self._db
 
     def _open(self):
-        "Open the connection (refusing a file the stdlib's `sqlite3` has open), note the file's inode, and create the table"
+        ("Open the connection (refusing a file the stdlib's `sqlite3` has open), note the file's inode, and create the "
+         "table")
         p = getattr(self.path, 'conn', self.path)
         with _open_lock:
             if not isinstance(p, apsw.Connection) and (ino := _inode(p)) and _foreign_open(ino): raise ValueError(
-                f"Queue refused to open {p}: something else in this process (Python's sqlite3 module?) has it open, and two copies of SQLite on "
-                "one file in one process can corrupt it (sqlite.org/howtocorrupt.html 2.2.1): close it first, or give the queue its own file")
+                f"Queue refused to open {p}: something else in this process (Python's sqlite3 module?) has it open, "
+                f"and two copies of SQLite on "
+                "one file in one process can corrupt it (sqlite.org/howtocorrupt.html 2.2.1): close it first, or give "
+                "the queue its own file")
             self.conn = _connect(self.path, busy_timeout=self.busy_timeout, durable=self.durable)
             self.url,self._file = f'sqlite:///{self.conn.filename}',self.conn.filename or None
             if fin := getattr(self, '_fin', None): fin()  # a reopen: the old file's count goes first
             if self._file and (ino := _inode(self._file)):
                 _queue_files[ino] = _queue_files.get(ino, 0) + 1; self._ino = ino
-                self._fin = weakref.finalize(self, _uncount, ino)  # a queue dropped unclosed mustn't leave its file counted
+                self._fin = weakref.finalize(self, _uncount,
+                                             ino)  # a queue dropped unclosed mustn't leave its file counted
         with self._tx():
             fresh = not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name='job_stat'").fetchall()
             self.conn.execute(_schema)
             self.conn.execute(self.pool_ddl)  # worker pools' heartbeat rows and paused queues (lesson 00a)
             have = {r[1] for r in self.conn.execute('PRAGMA table_info(job)')}
-            for col,typ in (('progress', 'REAL'), ('note', 'TEXT'), ('started_at', 'REAL')):  # a file made before these columns: add them
+            for col,typ in (('progress', 'REAL'), ('note', 'TEXT'),
+                            ('started_at', 'REAL')):  # a file made before these columns: add them
                 if col not in have: self.conn.execute(f'ALTER TABLE job ADD COLUMN {col} {typ}')
-            if 'lazy' not in have:  # a file from before deferred counts: its count triggers and index change with the new column
-                self.conn.execute("DROP TRIGGER IF EXISTS job_stat_insert; DROP TRIGGER IF EXISTS job_stat_update; DROP TRIGGER IF EXISTS job_stat_delete; "
+            # a file from before deferred counts: its count triggers and index change with the new column
+            if 'lazy' not in have:
+                self.conn.execute("DROP TRIGGER IF EXISTS job_stat_insert; DROP TRIGGER IF EXISTS job_stat_update; "
+                                  "DROP TRIGGER IF EXISTS job_stat_delete; "
                                   "DROP INDEX IF EXISTS job_ready; "
                                   "ALTER TABLE job ADD COLUMN lazy INTEGER")
             self.conn.execute(_ready_index)
@@ -230,14 +271,16 @@ class Queue(Store):
     def close(self):
         with _open_lock:
             self.conn.close()
-            if fin := getattr(self, '_fin', None): fin()  # the file's count goes down once, here or when `self` is collected
+            # the file's count goes down once, here or when `self` is collected
+            if fin := getattr(self, '_fin', None): fin()
             self._ino = None
 
 # %% ../nbs/00_dbqueue.ipynb #434eddc6
 @patch
 @contextmanager
 def _tx(self:Queue):
-    "A `BEGIN IMMEDIATE` transaction on this thread's connection; inside one already, part of it (the outer one commits or rolls back)"
+    ("A `BEGIN IMMEDIATE` transaction on this thread's connection; inside one already, part of it (the outer one "
+     "commits or rolls back)")
     self._check()
     c = self.conn
     if c.in_transaction: yield c; return
@@ -260,7 +303,8 @@ def _all(self:Queue, sql, params)->list: return self.conn.execute(sql, params).f
 
 # %% ../nbs/00_dbqueue.ipynb #e9329dca
 Queue.sql.update(
-    insert="INSERT INTO job (queue, data, priority, max_attempts, run_at, key, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+    insert="INSERT INTO job (queue, data, priority, max_attempts, run_at, key, created_at, updated_at) VALUES "
+           "(?,?,?,?,?,?,?,?)",
     by_key="SELECT id FROM job WHERE queue=? AND key=? AND status IN ('queued','running')")
 
 @patch
@@ -279,7 +323,8 @@ def _insert_many(self:Queue, rows)->list:
 def _insert(self:Queue, row)->int: return self._insert_many([row])[0]
 
 # %% ../nbs/00_dbqueue.ipynb #72a0f9f9
-_queues = "SELECT queue FROM job_stat WHERE stat='unfinished' AND n>0"  # the queues with unfinished jobs, from the counts
+# the queues with unfinished jobs, from the counts
+_queues = "SELECT queue FROM job_stat WHERE stat='unfinished' AND n>0"
 Queue.sql.update(
     reclaim=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts THEN 'dead' ELSE 'queued' END,
   error='lease expired (worker ' || coalesce(worker,'?') || ')', token=NULL, lease_until=NULL, updated_at=:now
@@ -308,17 +353,20 @@ def _inotify():
     except (OSError, AttributeError, TypeError): return None
 
 class _Watch:
-    "One daemon thread per file and process: it hears each write to the file's WAL (inotify) and, once `data_version` shows the commit, wakes this process's waiters"
+    ("One daemon thread per file and process: it hears each write to the file's WAL (inotify) and, once `data_version` "
+     "shows the commit, wakes this process's waiters")
     tick = 0.005  # seconds between looks at `data_version` where inotify is missing (polling costs about 1% of a core)
     def __init__(self, file):
         self.file,self.pid,self.ok = file,os.getpid(),threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name='cdemo-sqlite-watch'); self.thread.start()
 
     def _events(self, libc):
-        "Yield each time the WAL beside `file` is written or created: inotify on its folder, which sees the WAL come and go"
+        ("Yield each time the WAL beside `file` is written or created: inotify on its folder, which sees the WAL come "
+         "and go")
         d,wal = os.path.dirname(self.file) or '.',os.path.basename(self.file) + '-wal'
         fd = libc.inotify_init1(os.O_CLOEXEC)
-        if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(d), _IN_MODIFY|_IN_CREATE|_IN_MOVED_TO) < 0: raise OSError("inotify is not available")
+        if fd < 0 or libc.inotify_add_watch(fd, os.fsencode(d), _IN_MODIFY|_IN_CREATE|_IN_MOVED_TO) < 0:
+            raise OSError("inotify is not available")
         while True:
             buf,i,hit = os.read(fd, 65536),0,False
             while i < len(buf):  # struct inotify_event: wd, mask, cookie, len, name
@@ -329,8 +377,10 @@ class _Watch:
 
     def _run(self):
         try:
-            c = apsw.Connection(self.file)  # `_foreign_open` can't ask a connection another thread is using for its file:
-            _watched.add(_inode(self.file))  # so it knows this one (not counted as a queue's: sqlite3 isn't refused by it)
+            # `_foreign_open` can't ask a connection another thread is using for its file:
+            c = apsw.Connection(self.file)
+            # so it knows this one (not counted as a queue's: sqlite3 isn't refused by it)
+            _watched.add(_inode(self.file))
             last = c.execute("PRAGMA data_version").fetchall()[0][0]
         finally: self.ok.set()
         def changed():
@@ -339,7 +389,8 @@ class _Watch:
             if v != last: last = v; return True
         try:
             if (libc := _inotify()) is None: raise OSError
-            for _ in self._events(libc):  # a write to the WAL: the commit shows in `data_version` once its last frame is in
+            # a write to the WAL: the commit shows in `data_version` once its last frame is in
+            for _ in self._events(libc):
                 for _ in range(40):
                     if changed(): break
                     time.sleep(0.00025)
@@ -353,7 +404,8 @@ _watches,_watch_lock = {},threading.Lock()
 
 @patch
 def _listen(self:Queue):
-    "Start (once per file and process) the watcher that wakes this process's waiting workers when another process commits to the file"
+    ("Start (once per file and process) the watcher that wakes this process's waiting workers when another process "
+     "commits to the file")
     if not self._file: return
     with _watch_lock:
         w = _watches.get(self._file)
@@ -361,14 +413,19 @@ def _listen(self:Queue):
     w.ok.wait(5)
 
 # %% ../nbs/00_dbqueue.ipynb #af50b34a
-# per queue with unfinished jobs, its entries in `job_ready` that aren't waiting: running, or finished and not counted yet
-_live = f"""SELECT j.id, j.queue, j.status, j.lazy, j.started_at, j.run_at, j.updated_at FROM job_stat c CROSS JOIN job j INDEXED BY job_ready
-  WHERE c.stat='unfinished' AND (:queue IS NULL OR c.queue=:queue) AND j.queue=c.queue AND {_ready('j.')} AND (j.status='queued')=0"""
+# per queue with unfinished jobs, its entries in `job_ready` that aren't waiting:
+# running, or finished and not counted yet
+_live = f"""SELECT j.id, j.queue, j.status, j.lazy, j.started_at, j.run_at, j.updated_at
+  FROM job_stat c CROSS JOIN job j INDEXED BY job_ready
+  WHERE c.stat='unfinished' AND (:queue IS NULL OR c.queue=:queue)
+    AND j.queue=c.queue AND {_ready('j.')} AND (j.status='queued')=0"""
 _counts = f"""WITH l AS (SELECT queue, status AS stat, count(*) AS n FROM ({_live}) GROUP BY 1, 2)
   SELECT queue, stat, sum(n) AS n FROM (
-    SELECT queue, stat, n - coalesce((SELECT n FROM job_stat l WHERE l.queue=s.queue AND l.stat='left ' || s.stat), 0) AS n
+    SELECT queue, stat, n - coalesce((SELECT n FROM job_stat l WHERE l.queue=s.queue AND l.stat='left ' || s.stat), 0)
+      AS n
       FROM job_stat s WHERE stat IN {finished} AND (:queue IS NULL OR queue=:queue)
-    UNION ALL SELECT queue, stat, n FROM l UNION ALL SELECT queue, 'queued', -n FROM l  -- the waiting: the unfinished, less those
+    UNION ALL SELECT queue, stat, n FROM l
+    UNION ALL SELECT queue, 'queued', -n FROM l  -- the waiting: the unfinished, less those
     UNION ALL SELECT queue, 'queued', n FROM job_stat WHERE stat='unfinished' AND (:queue IS NULL OR queue=:queue))
   GROUP BY 1, 2 HAVING sum(n) != 0"""
 # the counts and histogram entries of the finished jobs not counted yet, as `job_stat` rows (`u`: their rows)
@@ -376,19 +433,22 @@ _uncounted = f"""SELECT queue, status AS stat, 1 AS n, 0 AS secs FROM u
   UNION ALL SELECT queue, k || ' ' || ({bucket_sql('x')}), 1, x FROM (
     SELECT queue, k, CASE k WHEN 'run' THEN max(0, updated_at - started_at) ELSE max(0, started_at - run_at) END AS x
       FROM u, (SELECT 'run' AS k UNION ALL SELECT 'wait') WHERE status IN ('done','dead') AND started_at IS NOT NULL)"""
-_u = f"u AS (SELECT * FROM ({_live.replace(':queue', 'NULL')}) WHERE lazy IS NOT NULL AND status IN {finished})"  # every queue's
+# every queue's
+_u = f"u AS (SELECT * FROM ({_live.replace(':queue', 'NULL')}) WHERE lazy IS NOT NULL AND status IN {finished})"
 Queue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=?",
     exists="SELECT status FROM job WHERE id=?",
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT ?",
     counts=_counts + " ORDER BY queue", stats=f"SELECT stat, n FROM ({_counts})",
     job_stats=f"""WITH {_u} SELECT queue, stat, sum(n) AS n, sum(secs) AS secs FROM (
-  SELECT queue, stat, n, secs FROM job_stat WHERE stat IN {finished} OR stat LIKE 'run %' OR stat LIKE 'wait %' UNION ALL {_uncounted})
+  SELECT queue, stat, n, secs FROM job_stat WHERE stat IN {finished} OR stat LIKE 'run %' OR stat LIKE 'wait %'
+  UNION ALL {_uncounted})
   GROUP BY 1, 2 ORDER BY 1, 2""")
 
 # %% ../nbs/00_dbqueue.ipynb #8cc41c2e
 _holds = "id=:id AND token=:token AND status='running' AND lease_until>=:now"
-Queue.sql.update(ack=f"""UPDATE job SET status='done', result=:result, error=NULL, token=NULL, lease_until=NULL, updated_at=:now, lazy=1
+Queue.sql.update(ack=f"""UPDATE job SET status='done', result=:result, error=NULL, token=NULL, lease_until=NULL,
+  updated_at=:now, lazy=1
   WHERE {_holds}""")
 
 @patch
@@ -400,8 +460,9 @@ def _ack_many(self:Queue, jobs, results, now):
             c.execute(ack, dict(result=r, now=now, id=j.id, token=j.token))
             if c.changes() != 1: raise self._why(j.id)
 
-Queue.sql['ack_each'] = """UPDATE job SET status='done', result=v.value->>'r', error=NULL, token=NULL, lease_until=NULL, updated_at=:now,
-  lazy=1 FROM json_each(:batch) AS v WHERE job.id=v.value->>'i' AND job.token=v.value->>'t' AND job.status='running' AND job.lease_until>=:now
+Queue.sql['ack_each'] = """UPDATE job SET status='done', result=v.value->>'r', error=NULL, token=NULL, lease_until=NULL,
+  updated_at=:now, lazy=1 FROM json_each(:batch) AS v
+  WHERE job.id=v.value->>'i' AND job.token=v.value->>'t' AND job.status='running' AND job.lease_until>=:now
   RETURNING job.id"""
 
 @patch
@@ -417,7 +478,8 @@ Queue.sql.update(
     uncounted=f"WITH {_u} SELECT id FROM u LIMIT :n",
     fold=f"""WITH u AS (SELECT queue, status, started_at, run_at, updated_at FROM job WHERE id IN ({_ids}))
   INSERT INTO job_stat (queue, stat, n, secs)
-  SELECT queue, stat, sum(n), sum(secs) FROM ({_uncounted} UNION ALL SELECT queue, 'unfinished', -1, 0 FROM u) WHERE true GROUP BY 1, 2
+  SELECT queue, stat, sum(n), sum(secs) FROM ({_uncounted} UNION ALL SELECT queue, 'unfinished', -1, 0 FROM u)
+  WHERE true GROUP BY 1, 2
   ON CONFLICT DO UPDATE SET n=n+excluded.n, secs=secs+excluded.secs""",
     folded=f"UPDATE job SET lazy=NULL WHERE id IN ({_ids})")
 
@@ -427,7 +489,8 @@ def fold(self:Queue, batch:int=1000)->int: # most jobs per transaction: the writ
     _num('batch', batch, lo=1, integer=True)
     self._check()
     n = 0
-    if not self.conn.execute(self.sql['uncounted'], dict(n=1)).fetchall(): return 0  # nothing to fold: no write lock taken
+    if not self.conn.execute(self.sql['uncounted'],
+                             dict(n=1)).fetchall(): return 0  # nothing to fold: no write lock taken
     while True:
         with self._tx() as c:
             ids = [r[0] for r in c.execute(self.sql['uncounted'], dict(n=batch))]
@@ -439,12 +502,15 @@ def fold(self:Queue, batch:int=1000)->int: # most jobs per transaction: the writ
 
 @patch
 def _reclaim_expired(self:Queue, now):
-    "Requeue (or bury) the jobs whose lease ended, then fold the deferred counts: both at most every `reclaim_every` seconds"
+    ("Requeue (or bury) the jobs whose lease ended, then fold the deferred counts: both at most every `reclaim_every` "
+     "seconds")
     self.conn.execute(self.sql['reclaim'], dict(now=now))
     self.fold()
 
 # %% ../nbs/00_dbqueue.ipynb #3a15174e
-Queue.sql.update(fail=f"""UPDATE job SET status=CASE WHEN attempts>=max_attempts OR :final THEN 'dead' ELSE 'queued' END, error=:error,
+Queue.sql.update(fail=f"""UPDATE job
+  SET status=CASE WHEN attempts>=max_attempts OR :final THEN 'dead' ELSE 'queued' END,
+  error=:error,
   run_at=CASE WHEN attempts>=max_attempts OR :final THEN run_at ELSE :now + :delay END,
   token=NULL, lease_until=NULL, updated_at=:now WHERE {_holds}""")
 
@@ -454,18 +520,22 @@ Queue.sql['errors'] = "SELECT attempt, at, error FROM job_error WHERE job_id=? O
 # %% ../nbs/00_dbqueue.ipynb #ac3779bd
 Queue.sql.update(
     extend=f"UPDATE job SET lease_until=:new, updated_at=:now WHERE {_holds}",
-    release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=:now,
+    release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL,
+  updated_at=:now,
   run_at=CASE WHEN :delay > 0 THEN :now + :delay ELSE run_at END WHERE {_holds}""",
     progress=f"UPDATE job SET progress=:progress, note=:note, updated_at=:now WHERE {_holds}",
-    finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('done','dead','cancelled')",
+    finished="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN "
+             "('done','dead','cancelled')",
     cancelled="SELECT id FROM job WHERE id IN (SELECT value FROM json_each(:ids)) AND status='cancelled'",
     next_due=f"""SELECT min(t) FROM (
   SELECT min(run_at) AS t FROM job INDEXED BY job_ready WHERE queue=:queue AND {_ready()} AND (status='queued')=1
-  UNION ALL SELECT min(lease_until) FROM job INDEXED BY job_ready WHERE queue IN ({_queues}) AND {_ready()} AND (status='queued')=0
+  UNION ALL SELECT min(lease_until) FROM job INDEXED BY job_ready
+    WHERE queue IN ({_queues}) AND {_ready()} AND (status='queued')=0
     AND status='running')""",
     prune="DELETE FROM job WHERE queue=:queue AND status IN ('done','dead','cancelled') AND updated_at<:before",
     status="SELECT status, queue, key FROM job WHERE id=?",
-    cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE id=:id",
+    cancel="UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=:now WHERE "
+           "id=:id",
     retry="UPDATE job SET status='queued', attempts=0, run_at=:now, updated_at=:now WHERE id=:id",
     slot="SELECT slot FROM periodic WHERE name=:name",
     claim_slot="""INSERT INTO periodic (name, slot) VALUES (:name, :slot)
@@ -474,20 +544,23 @@ Queue.sql.update(
 # %% ../nbs/00_dbqueue.ipynb #319d2f61
 @patch
 def data_version(self:Queue)->int:
-    "SQLite's `PRAGMA data_version`: it changes when another connection (in any process) commits to the file: a cheap test before a query"
+    ("SQLite's `PRAGMA data_version`: it changes when another connection (in any process) commits to the file: a cheap "
+     "test before a query")
     self._check()
     return self.conn.execute("PRAGMA data_version").fetchall()[0][0]
 
 @patch
 def _alive(self:Queue):
-    "At most once a second, check that the file at this queue's path is still the one it has open; reopen it if it was replaced"
+    ("At most once a second, check that the file at this queue's path is still the one it has open; reopen it if it "
+     "was replaced")
     if self._file is None or (not self._gone and (now := time.monotonic()) < self._look): return
     self._look = time.monotonic() + 1
     ino = _inode(self._file)
     if ino == self._ino: self._gone = False; return
     if ino is None:
         self._gone = True
-        raise StoreUnavailable(f"SQLite database {self._file} was deleted under this queue: waiting for a database at that path")
+        raise StoreUnavailable(f"SQLite database {self._file} was deleted under this queue: waiting for a database at "
+                               f"that path")
     self.close()
     self.path,self._db,self._gone = self._file,None,False
     self._open()
