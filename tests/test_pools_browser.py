@@ -57,5 +57,6 @@ def test_pause_resume_from_page(page, console):
     llm.locator('button:text-is("Resume")').click()
     page.wait_for_function("document.querySelector('#msg').innerText.includes('Queue llm resumed')", timeout=5_000)
     page.wait_for_function(f"document.querySelector('#job-{i} td.status').innerText === 'done'", timeout=10_000)
-    assert llm.locator('.badge.paused').count() == 0 and llm.locator('button:text-is("Pause")').count() == 1
+    llm.locator('.badge.paused').wait_for(state='detached', timeout=3_000)  # the watcher's next look (0.2 s) takes the badge away:
+    assert llm.locator('button:text-is("Pause")').count() == 1           # the job, run at once, may show `done` a moment before
     assert (page.blocked, page.errors, page.dialogs) == ([], [], [])
