@@ -41,10 +41,10 @@ def snapshot(q, ids):
 # ---------------------------------------------------------------------------------------------------------------------
 # Four processes drain 20,000 jobs
 
-def _drain(url, start):
+def _drain(url, start, ready):
     "Drain `url` in single claims and batches of varying size; return the ids this process acknowledged"
     q, done, rng = open_queue(url), [], random.Random(os.getpid())
-    start.wait(30)
+    ready.release(); start.wait(30)  # all four at the line before any starts: a late spawn mustn't find the queue drained
     while True:
         n = rng.choice([1, 10, 50])
         if n == 1:
@@ -62,10 +62,11 @@ def test_four_processes_drain(store):
     n = 20_000
     q = open_queue(store)
     ids = q.enqueue_many(range(n))
-    start = ctx.Event()
+    start, ready = ctx.Event(), ctx.Semaphore(0)
     res = ctx.Queue()
-    ps = [ctx.Process(target=_call, args=(i, _drain, (store, start), res), daemon=True) for i in range(4)]
+    ps = [ctx.Process(target=_call, args=(i, _drain, (store, start, ready), res), daemon=True) for i in range(4)]
     for p in ps: p.start()
+    for p in ps: assert ready.acquire(timeout=60), 'a worker process never came up'
     start.set()
     got = [res.get(timeout=90)[1] for _ in ps]
     for p in ps: p.join(10)
