@@ -13,3 +13,18 @@ def cdemo(*args, timeout=60, **kw):
     "Run `cdemo args` (the installed console script's entry point, with this Python) and return the CompletedProcess"
     return subprocess.run([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, **kw)
+
+# an app module with a `Tasks` registry, as a user writes one: `cdemo worker --tasks app:tasks` runs its pools (a thread pool per
+# queue of sync tasks, an event loop for the async ones)
+TASKS_APP = '''
+import asyncio
+from concurrency_demo import Tasks
+tasks = Tasks('jobs.db')
+@tasks.task
+def double(n: int) -> int: return 2*n
+@tasks.task(queue='io')
+async def adouble(n: int) -> int: await asyncio.sleep(0.01); return 2*n
+@tasks.task(queue='slow')
+def nap(s: float) -> float:
+    import time; time.sleep(s); return s
+'''

@@ -2,7 +2,7 @@
 import json, os, re, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
-from helpers import wait_until, cdemo
+from helpers import wait_until, cdemo, TASKS_APP
 from concurrency_demo.store import open_queue
 from concurrency_demo.fakeai import FakeAI
 
@@ -133,22 +133,9 @@ def test_worker_apart(tmp_path):
     q = open_queue(db, name='llm')
     assert q.stats() == dict(queued=0, running=0, done=10, dead=0, cancelled=0)
 
-APP = '''
-import asyncio
-from concurrency_demo import Tasks
-tasks = Tasks('jobs.db')
-@tasks.task
-def double(n: int) -> int: return 2*n
-@tasks.task(queue='io')
-async def adouble(n: int) -> int: await asyncio.sleep(0.01); return 2*n
-@tasks.task(queue='slow')
-def nap(s: float) -> float:
-    import time; time.sleep(s); return s
-'''
-
 def test_worker_runs_your_tasks(tmp_path):
     "`cdemo worker --tasks app:tasks`, in the app's folder, runs the registry's pools (threads and the event loop); SIGTERM stops it, releasing what runs"
-    (tmp_path/'app.py').write_text(APP)
+    (tmp_path/'app.py').write_text(TASKS_APP)
     p = subprocess.Popen([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'worker', '--tasks', 'app:tasks', '--threads', '2',
                           '--stop-timeout', '1'],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,7 +157,7 @@ def test_worker_runs_your_tasks(tmp_path):
 @pytest.mark.parametrize('spec', ['app', 'nope:tasks', 'app:double', 'app:missing'])
 def test_worker_tasks_bad_spec(spec, tmp_path):
     "A --tasks that doesn't name a Tasks registry is a one-line error, exit 2"
-    (tmp_path/'app.py').write_text(APP)
+    (tmp_path/'app.py').write_text(TASKS_APP)
     r = subprocess.run([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'worker', '--tasks', spec], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith('cdemo: error: worker: --tasks') and r.stderr.count('\n') == 1, r.stderr
 

@@ -3,7 +3,7 @@ import os, signal, subprocess, sys, time, textwrap
 import pytest
 from concurrency_demo import ThreadWorkers, AsyncWorkers, ProcessWorkers, open_queue
 from concurrency_demo.procs import cpu_job
-from helpers import wait_until
+from helpers import wait_until, TASKS_APP
 
 def slow(x): time.sleep(x); return x
 async def aslow(x):
@@ -136,27 +136,17 @@ def test_cli_workers_pause_resume(store):
     assert (r.returncode, r.stdout, r.stderr) == (2, '', "cdemo: error: pause: queue must be a non-empty string, got ''\n")
     q.close()
 
-APP = '''
-import asyncio
-from concurrency_demo import Tasks
-tasks = Tasks('jobs.db')
-@tasks.task
-def double(n: int) -> int: return 2*n
-@tasks.task(queue='io')
-async def adouble(n: int) -> int: await asyncio.sleep(0.01); return 2*n
-'''
-
 def test_cdemo_worker_tasks_pools(tmp_path):
     "`cdemo worker --tasks app:tasks` (the registry's pools, as `asgi.lifespan` starts them) writes a row per pool, and SIGTERM deletes them"
-    (tmp_path/'app.py').write_text(APP)
+    (tmp_path/'app.py').write_text(TASKS_APP)
     p = subprocess.Popen([sys.executable, '-c', 'from concurrency_demo.cli import main; main()', 'worker', '--tasks', 'app:tasks', '--threads', '2'],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().startswith('Workers of app:tasks')
         q = open_queue(tmp_path/'jobs.db')
         rows = lambda: sorted((r['kind'], r['queues'][0], r['size'], r['pid']) for r in q.pools() if r['alive'])
-        got = wait_until(lambda: len(rows()) == 2 and rows(), timeout=20)
-        assert got == [('async', 'io', 50, p.pid), ('threads', 'default', 2, p.pid)]
+        got = wait_until(lambda: len(rows()) == 3 and rows(), timeout=20)
+        assert got == [('async', 'io', 50, p.pid), ('threads', 'default', 2, p.pid), ('threads', 'slow', 2, p.pid)]
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
         assert q.pools() == [], (q.pools(), p.stderr.read())
