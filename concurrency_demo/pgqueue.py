@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import psycopg
 from fastcore.utils import *
 from fastcore.meta import delegates
-from .store import Store, Job, StoreUnavailable, _num, _cols, bucket_sql, finished, statuses, errors_kept
+from .store import (Store, Job, StoreUnavailable, _num, _cols, bucket_sql, finished, statuses,
+                                    errors_kept)
 
 # %% ../nbs/09_postgres.ipynb #5d352058
 def pg_bin(name:str)->str:
@@ -23,7 +24,8 @@ def pg_bin(name:str)->str:
     for d in sorted(glob.glob('/usr/lib/postgresql/*/bin'), key=lambda p: int(Path(p).parent.name), reverse=True):
         if (Path(d)/name).exists(): return str(Path(d)/name)
     if p := shutil.which(name): return p
-    raise FileNotFoundError(f"PostgreSQL's {name} was not found: install PostgreSQL (Debian: apt-get install postgresql)")
+    raise FileNotFoundError(f"PostgreSQL's {name} was not found: "
+                            "install PostgreSQL (Debian: apt-get install postgresql)")
 
 def _free_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
@@ -31,11 +33,13 @@ def _free_port():
 # %% ../nbs/09_postgres.ipynb #32f7e877
 class PgCluster(str):
     "A throwaway server's URL that can also `stop`, `start` and `restart` that server (`pg_ctl` on its data folder)"
-    def _ctl(self, *a): return subprocess.run([*self._as_pg, pg_bin('pg_ctl'), '-D', self._dir/'data', *a], check=True, capture_output=True, text=True)
+    def _ctl(self, *a):
+        return subprocess.run([*self._as_pg, pg_bin('pg_ctl'), '-D', self._dir/'data', *a],
+                              check=True, capture_output=True, text=True)
     def stop(self, mode='fast'): self._ctl('-m', mode, '-w', 'stop')
     def start(self): self._ctl('-l', self._dir/'log', '-w', '-o', self._opts, 'start')
     def restart(self, mode='fast'):
-        "Stop the server (`mode='immediate'` is a crash: no checkpoint, WAL replay at start) and start it again on the same port"
+        "Stop the server (`mode='immediate'` is a crash: no checkpoint, WAL replay at start), start it on the same port"
         self.stop(mode); self.start()
 
 @contextmanager
@@ -81,7 +85,8 @@ CREATE TABLE IF NOT EXISTS job (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL DEFAULT 'default', data text NOT NULL,
   status text NOT NULL DEFAULT 'queued', priority bigint NOT NULL DEFAULT 0, attempts bigint NOT NULL DEFAULT 0,
   max_attempts bigint NOT NULL DEFAULT 3, run_at float8 NOT NULL, lease_until float8, worker text, token text, key text,
-  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL, progress float8, note text, started_at float8);
+  result text, error text, created_at float8 NOT NULL, updated_at float8 NOT NULL, progress float8, note text,
+    started_at float8);
 ALTER TABLE job ADD COLUMN IF NOT EXISTS progress float8;
 ALTER TABLE job ADD COLUMN IF NOT EXISTS note text;
 ALTER TABLE job ADD COLUMN IF NOT EXISTS started_at float8;
@@ -98,46 +103,59 @@ def _out(s): return f"CASE WHEN {s} IN ('queued','running') THEN 'unfinished' EL
 def _outn(s): return f"CASE WHEN {s} IN ('queued','running') THEN -1 ELSE 1 END"
 
 _pg_stat_schema = f"""
-CREATE TABLE IF NOT EXISTS job_stat (queue text NOT NULL, stat text NOT NULL, n bigint NOT NULL DEFAULT 0, secs float8 NOT NULL DEFAULT 0,
+CREATE TABLE IF NOT EXISTS job_stat (queue text NOT NULL, stat text NOT NULL, n bigint NOT NULL DEFAULT 0,
+  secs float8 NOT NULL DEFAULT 0,
   PRIMARY KEY (queue, stat));
-CREATE TABLE IF NOT EXISTS job_stat_delta (queue text NOT NULL, stat text NOT NULL, n bigint NOT NULL, secs float8 NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS job_stat_delta (queue text NOT NULL, stat text NOT NULL, n bigint NOT NULL,
+  secs float8 NOT NULL DEFAULT 0);
 CREATE OR REPLACE FUNCTION job_stat_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
   INSERT INTO job_stat_delta (queue, stat, n, secs) SELECT OLD.queue, {_out('OLD.status')}, {_outn('OLD.status')}, 0
     UNION ALL SELECT NEW.queue, {_into('NEW.status')}, 1, 0
     UNION ALL SELECT NEW.queue, k || ' ' || ({bucket_sql('x')}), 1, x
-      FROM (VALUES ('run', greatest(0, NEW.updated_at - NEW.started_at)), ('wait', greatest(0, NEW.started_at - NEW.run_at))) AS v(k, x)
+      FROM (VALUES ('run', greatest(0, NEW.updated_at - NEW.started_at)), ('wait', greatest(0,
+        NEW.started_at - NEW.run_at))) AS v(k, x)
       WHERE OLD.status='running' AND NEW.status IN ('done','dead') AND NEW.started_at IS NOT NULL;
   RETURN NULL; END $$;
 CREATE OR REPLACE FUNCTION job_stat_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
   INSERT INTO job_stat_delta (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM new_jobs GROUP BY 1, 2;
   RETURN NULL; END $$;
 CREATE OR REPLACE FUNCTION job_stat_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-  INSERT INTO job_stat_delta (queue, stat, n) SELECT queue, {_out('status')}, sum({_outn('status')}) FROM old_jobs GROUP BY 1, 2;
+  INSERT INTO job_stat_delta (queue, stat, n) SELECT queue, {_out('status')},
+    sum({_outn('status')}) FROM old_jobs GROUP BY 1, 2;
   RETURN NULL; END $$;
 CREATE OR REPLACE TRIGGER job_stat_update AFTER UPDATE OF queue, status ON job FOR EACH ROW
-  WHEN (OLD.queue IS DISTINCT FROM NEW.queue OR {_into('OLD.status')} IS DISTINCT FROM {_into('NEW.status')}) EXECUTE FUNCTION job_stat_update();
-CREATE OR REPLACE TRIGGER job_stat_insert AFTER INSERT ON job REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_stat_insert();
-CREATE OR REPLACE TRIGGER job_stat_delete AFTER DELETE ON job REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_stat_delete();
+  WHEN (OLD.queue IS DISTINCT FROM NEW.queue OR {_into('OLD.status')} IS DISTINCT FROM {_into('NEW.status')}) EXECUTE
+    FUNCTION job_stat_update();
+CREATE OR REPLACE TRIGGER job_stat_insert AFTER INSERT ON job REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT
+  EXECUTE FUNCTION job_stat_insert();
+CREATE OR REPLACE TRIGGER job_stat_delete AFTER DELETE ON job REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT
+  EXECUTE FUNCTION job_stat_delete();
 """
-_pg_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1, 2"  # a database from before `job_stat`: count once
+# a database from before `job_stat`: count once
+_pg_stat_fill = f"INSERT INTO job_stat (queue, stat, n) SELECT queue, {_into('status')}, count(*) FROM job GROUP BY 1,2"
 
 _pg_error_schema = f"""
-CREATE TABLE IF NOT EXISTS job_error (seq bigint GENERATED ALWAYS AS IDENTITY, job_id bigint NOT NULL, attempt bigint NOT NULL,
+CREATE TABLE IF NOT EXISTS job_error (seq bigint GENERATED ALWAYS AS IDENTITY, job_id bigint NOT NULL,
+  attempt bigint NOT NULL,
   at float8 NOT NULL, error text NOT NULL);
 CREATE INDEX IF NOT EXISTS job_error_job ON job_error (job_id, seq);
 CREATE OR REPLACE FUNCTION job_error_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
   INSERT INTO job_error (job_id, attempt, at, error) VALUES (NEW.id, NEW.attempts, NEW.updated_at, NEW.error);
-  DELETE FROM job_error WHERE job_id=NEW.id AND seq <= (SELECT seq FROM job_error WHERE job_id=NEW.id ORDER BY seq DESC OFFSET {errors_kept} LIMIT 1);
+  DELETE FROM job_error WHERE job_id=NEW.id AND seq <= (SELECT seq FROM job_error WHERE job_id=NEW.id ORDER BY seq
+    DESC OFFSET {errors_kept} LIMIT 1);
   RETURN NULL; END $$;
 CREATE OR REPLACE FUNCTION job_error_gone() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
   DELETE FROM job_error WHERE job_id IN (SELECT id FROM old_jobs); RETURN NULL; END $$;
-CREATE OR REPLACE TRIGGER job_error_add AFTER UPDATE OF error ON job FOR EACH ROW WHEN (NEW.error IS NOT NULL AND NEW.status <> 'cancelled')
+CREATE OR REPLACE TRIGGER job_error_add AFTER UPDATE OF error ON job FOR EACH ROW WHEN (NEW.error IS NOT NULL AND
+  NEW.status <> 'cancelled')
   EXECUTE FUNCTION job_error_add();
-CREATE OR REPLACE TRIGGER job_error_gone AFTER DELETE ON job REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_error_gone();
+CREATE OR REPLACE TRIGGER job_error_gone AFTER DELETE ON job REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT
+  EXECUTE FUNCTION job_error_gone();
 """
 
 _fold = """WITH d AS (DELETE FROM job_stat_delta RETURNING queue, stat, n, secs)
-  INSERT INTO job_stat (queue, stat, n, secs) SELECT queue, stat, sum(n), sum(secs) FROM d GROUP BY queue, stat ORDER BY queue, stat
+  INSERT INTO job_stat (queue, stat, n, secs) SELECT queue, stat, sum(n), sum(secs) FROM d GROUP BY queue,
+    stat ORDER BY queue, stat
   ON CONFLICT (queue, stat) DO UPDATE SET n=job_stat.n+excluded.n, secs=job_stat.secs+excluded.secs"""
 
 # %% ../nbs/09_postgres.ipynb #7a3d18c9
@@ -146,7 +164,8 @@ def _unavailable(url, e)->StoreUnavailable:
     why = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return StoreUnavailable(f"PostgreSQL at {re.sub(r':[^:@/]*@', ':***@', str(url))} is unavailable: {why}")
 
-_triggers = "SELECT count(*) FROM pg_trigger WHERE tgrelid='job'::regclass AND tgname IN ('job_stat_update', 'job_error_add')"
+_triggers = ("SELECT count(*) FROM pg_trigger WHERE tgrelid='job'::regclass "
+             "AND tgname IN ('job_stat_update', 'job_error_add')")
 
 class PgQueue(Store):
     "A durable job queue in a PostgreSQL table, claimed with `FOR UPDATE SKIP LOCKED`: a `Store` for many machines."
@@ -155,8 +174,9 @@ class PgQueue(Store):
     def __init__(self, url:str, # `postgresql://user@host:port/database`
                  **kwargs):
         super().__init__(**kwargs)
-        self.durable = ifnone(self.durable, True)  # `synchronous_commit=on` unless asked for the fast setting explicitly
-        self.url,self._listening,self._missed,self._wait,self._retry_at,self._channels,self._notices = url,False,False,0.1,0.,set(),[]
+        self.durable = ifnone(self.durable, True)  # `synchronous_commit=on` unless the fast setting is asked for
+        self.url,self._listening,self._missed,self._wait = url,False,False,0.1
+        self._retry_at,self._channels,self._notices = 0.,set(),[]
         self.conn = self._connect()
         with self.conn.transaction():  # one creator at a time: concurrent CREATE IF NOT EXISTS can collide
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdemo job schema'))")
@@ -164,13 +184,15 @@ class PgQueue(Store):
             self.conn.execute(self.pool_ddl)  # worker pools' heartbeat rows and paused queues (lesson 00a)
             if self.conn.execute(_triggers).fetchone()[0] < 2:  # a database from before the kept counts or errors
                 fresh = self.conn.execute("SELECT to_regclass('job_stat') IS NULL").fetchone()[0]
-                self.conn.execute(_pg_stat_schema + _pg_error_schema)  # takes the table's write lock: no job changes until this commits
+                # takes the table's write lock: no job changes until this commits
+                self.conn.execute(_pg_stat_schema + _pg_error_schema)
                 if fresh: self.conn.execute(_pg_stat_fill)
 
     def _connect(self):
         "A new autocommit connection with this queue's settings, or `StoreUnavailable`"
         opts = f"-c lock_timeout={int(self.busy_timeout*1000)} -c synchronous_commit={'on' if self.durable else 'off'}"
-        try: return psycopg.connect(self.url, autocommit=True, connect_timeout=max(2, round(self.busy_timeout)), options=opts)
+        try: return psycopg.connect(self.url, autocommit=True, connect_timeout=max(2, round(self.busy_timeout)),
+                                    options=opts)
         except psycopg.OperationalError as e: raise _unavailable(self.url, e) from None
 
     def close(self): self.conn.close()
@@ -204,7 +226,8 @@ def _insert(self:PgQueue, row)->int:
         if r := self.conn.execute(self.sql['by_key'], (row[0], row[5])).fetchone(): return r[0]
 
 # %% ../nbs/09_postgres.ipynb #6021a76d
-PgQueue.sql['insert_many'] = """WITH i AS (INSERT INTO job (queue, data, priority, max_attempts, run_at, created_at, updated_at)
+PgQueue.sql['insert_many'] = """WITH i AS (INSERT INTO job (queue, data, priority, max_attempts, run_at, created_at,
+  updated_at)
   SELECT %(queue)s, d, %(priority)s, %(max_attempts)s, %(run_at)s, %(now)s, %(now)s
   FROM unnest(%(datas)s::text[]) WITH ORDINALITY AS u(d, o) ORDER BY o RETURNING id, queue)
   SELECT id, pg_notify('cdemo_jobs', queue) FROM i"""
@@ -215,7 +238,8 @@ def _insert_many(self:PgQueue, rows)->list:
     if any(r[5] is not None for r in rows):
         with self.conn.transaction(): return [self._insert(r) for r in rows]
     queue,_,priority,max_attempts,run_at,_,now,_ = rows[0]  # the batch shares everything but `data`
-    p = dict(queue=queue, priority=priority, max_attempts=max_attempts, run_at=run_at, now=now, datas=[r[1] for r in rows])
+    p = dict(queue=queue, priority=priority, max_attempts=max_attempts, run_at=run_at, now=now,
+             datas=[r[1] for r in rows])
     return [r[0] for r in self.conn.execute(self.sql['insert_many'], p)]
 
 # %% ../nbs/09_postgres.ipynb #c6037599
@@ -238,7 +262,7 @@ def _reclaim_expired(self:PgQueue, now):
 
 @patch
 def counts(self:PgQueue)->dict:
-    "`Store.counts`, with the waiting deltas folded in first (a read then sums a few rows, not every change since the last fold)"
+    "`Store.counts`, with the waiting deltas folded in first (a read then sums a few rows, not every change since)"
     self._check(); self._fold_stats()
     return Store.counts(self)
 
@@ -252,19 +276,23 @@ def stats(self:PgQueue)->dict:
 def _fold_stats(self:PgQueue):
     "Fold `job_stat_delta` into `job_stat`, unless another connection is doing it right now"
     with self._tx():
-        if self._all("SELECT pg_try_advisory_xact_lock(hashtext('cdemo job_stat fold'))", None)[0][0]: self._run(_fold, None)
+        if self._all("SELECT pg_try_advisory_xact_lock(hashtext('cdemo job_stat fold'))", None)[0][0]:
+            self._run(_fold, None)
 @patch
 def _claim_rows(self:PgQueue, p)->list: return self.conn.execute(self.sql['claim'], p).fetchall()
 
 # %% ../nbs/09_postgres.ipynb #54b8242c
 _mine = "(%(queue)s::text IS NULL OR queue=%(queue)s)"
-_pg_counts = f"""WITH s AS (SELECT queue, stat, sum(n)::bigint AS n FROM (SELECT queue, stat, n FROM job_stat UNION ALL SELECT queue, stat, n FROM job_stat_delta) AS a
+_pg_counts = f"""WITH s AS (SELECT queue, stat, sum(n)::bigint AS n FROM (SELECT queue, stat,
+  n FROM job_stat UNION ALL SELECT queue, stat, n FROM job_stat_delta) AS a
     WHERE {_mine} GROUP BY queue, stat),
   r AS (SELECT queue, count(*) AS r FROM job WHERE status='running' AND {_mine} GROUP BY queue),
   u AS (SELECT s.queue, s.n, coalesce(r.r, 0) AS r FROM s LEFT JOIN r USING (queue) WHERE s.stat='unfinished')
-  SELECT s.queue, s.stat, s.n - coalesce(l.n, 0) AS n FROM s LEFT JOIN s AS l ON l.queue=s.queue AND l.stat='left ' || s.stat
+  SELECT s.queue, s.stat, s.n - coalesce(l.n, 0) AS n FROM s LEFT JOIN s AS l ON l.queue=s.queue AND l.stat='left ' ||
+    s.stat
     WHERE s.stat IN {finished} AND s.n - coalesce(l.n, 0) != 0
-  UNION ALL SELECT queue, 'running', r FROM u WHERE r != 0 UNION ALL SELECT queue, 'queued', n - r FROM u WHERE n - r != 0"""
+  UNION ALL SELECT queue, 'running', r FROM u WHERE r != 0 UNION ALL SELECT queue, 'queued',
+    n - r FROM u WHERE n - r != 0"""
 PgQueue.sql.update(
     get=f"SELECT {_cols} FROM job WHERE id=%s",
     exists="SELECT status FROM job WHERE id=%s",
@@ -272,7 +300,8 @@ PgQueue.sql.update(
     recent=f"SELECT {_cols} FROM job ORDER BY id DESC LIMIT %s",
     counts=_pg_counts + " ORDER BY queue",
     errors="SELECT attempt, at, error FROM job_error WHERE job_id=%s ORDER BY seq",
-    job_stats=f"""SELECT queue, stat, sum(n)::bigint, sum(secs) FROM (SELECT * FROM job_stat UNION ALL SELECT * FROM job_stat_delta) AS a
+    job_stats=f"""SELECT queue, stat, sum(n)::bigint, sum(secs) FROM (SELECT * FROM job_stat UNION ALL SELECT * FROM
+  job_stat_delta) AS a
   WHERE stat IN {finished} OR stat LIKE 'run %%' OR stat LIKE 'wait %%' GROUP BY queue, stat ORDER BY queue, stat""",
     prune="DELETE FROM job WHERE queue=%(queue)s AND status IN ('done','dead','cancelled') AND updated_at<%(before)s",
     slot="SELECT slot FROM periodic WHERE name=%(name)s",
@@ -282,28 +311,37 @@ PgQueue.sql.update(
 # %% ../nbs/09_postgres.ipynb #7d3838db
 _holds = "id=%(id)s AND token=%(token)s AND status='running' AND lease_until>=%(now)s"
 PgQueue.sql.update(
-    ack=f"""WITH u AS (UPDATE job SET status='done', result=%(result)s, error=NULL, token=NULL, lease_until=NULL, updated_at=%(now)s
+    ack=f"""WITH u AS (UPDATE job SET status='done', result=%(result)s, error=NULL, token=NULL, lease_until=NULL,
+  updated_at=%(now)s
   WHERE {_holds} RETURNING id) SELECT pg_notify('cdemo_done', id::text) FROM u""",
-    fail=f"""WITH u AS (UPDATE job SET status=CASE WHEN attempts>=max_attempts OR %(final)s THEN 'dead' ELSE 'queued' END, error=%(error)s,
+    fail=f"""WITH u AS (UPDATE job SET status=CASE WHEN attempts>=max_attempts OR %(final)s THEN 'dead' ELSE 'queued'
+  END, error=%(error)s,
   run_at=CASE WHEN attempts>=max_attempts OR %(final)s THEN run_at ELSE %(now)s + %(delay)s END,
   token=NULL, lease_until=NULL, updated_at=%(now)s WHERE {_holds} RETURNING id, status)
-  SELECT id, (SELECT pg_notify('cdemo_done', u.id::text) WHERE u.status='dead') FROM u""",  # notified only once it is dead (finished)
+  SELECT id, (SELECT pg_notify('cdemo_done', u.id::text) WHERE u.status='dead') FROM
+    u""",  # notified only once it is dead (finished)
     extend=f"UPDATE job SET lease_until=%(new)s, updated_at=%(now)s WHERE {_holds}",
-    release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL, updated_at=%(now)s,
+    release=f"""UPDATE job SET status='queued', attempts=attempts-1, token=NULL, lease_until=NULL, worker=NULL,
+  updated_at=%(now)s,
   run_at=CASE WHEN %(delay)s > 0 THEN %(now)s + %(delay)s ELSE run_at END WHERE {_holds}""",
     progress=f"UPDATE job SET progress=%(progress)s, note=%(note)s, updated_at=%(now)s WHERE {_holds}",
-    finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status IN ('done','dead','cancelled')",
-    cancelled="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) AND status='cancelled'",
+    finished="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) "
+             "AND status IN ('done','dead','cancelled')",
+    cancelled="SELECT id FROM job WHERE id IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)::bigint) "
+              "AND status='cancelled'",
     next_due="""SELECT min(t) FROM (SELECT min(run_at) AS t FROM job WHERE queue=%(queue)s AND status='queued'
   UNION ALL SELECT min(lease_until) FROM job WHERE status='running') AS o""",
     status="SELECT status, queue, key FROM job WHERE id=%s FOR UPDATE",
-    cancel="""WITH u AS (UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL, updated_at=%(now)s
+    cancel="""WITH u AS (UPDATE job SET status='cancelled', error='cancelled', token=NULL, lease_until=NULL,
+  updated_at=%(now)s
   WHERE id=%(id)s RETURNING id) SELECT pg_notify('cdemo_done', id::text) FROM u""",
-    retry="""WITH u AS (UPDATE job SET status='queued', attempts=0, run_at=%(now)s, updated_at=%(now)s WHERE id=%(id)s RETURNING queue)
+    retry="""WITH u AS (UPDATE job SET status='queued', attempts=0, run_at=%(now)s,
+  updated_at=%(now)s WHERE id=%(id)s RETURNING queue)
   SELECT pg_notify('cdemo_jobs', queue) FROM u""")
 
 # %% ../nbs/09_postgres.ipynb #00ab15d5
-PgQueue.sql['ack_many'] = """WITH u AS (UPDATE job SET status='done', result=v.result, error=NULL, token=NULL, lease_until=NULL, updated_at=%(now)s
+PgQueue.sql['ack_many'] = """WITH u AS (UPDATE job SET status='done', result=v.result, error=NULL, token=NULL,
+  lease_until=NULL, updated_at=%(now)s
   FROM unnest(%(ids)s::bigint[], %(tokens)s::text[], %(results)s::text[]) AS v(id, token, result)
   WHERE job.id=v.id AND job.token=v.token AND job.status='running' AND job.lease_until>=%(now)s RETURNING job.id)
   SELECT id, pg_notify('cdemo_done', id::text) FROM u"""
@@ -312,7 +350,8 @@ PgQueue.sql['ack_many'] = """WITH u AS (UPDATE job SET status='done', result=v.r
 def _ack_many(self:PgQueue, jobs, results, now):
     "One statement for the whole batch, in a transaction: rolled back if any job isn't held"
     ids = [j.id for j in jobs]
-    if len(set(ids)) < len(ids): raise self._why(next(i for i in ids if ids.count(i) > 1))  # the second ack would find it done
+    # the second ack would find it done
+    if len(set(ids)) < len(ids): raise self._why(next(i for i in ids if ids.count(i) > 1))
     with self.conn.transaction():
         p = dict(ids=ids, tokens=[j.token for j in jobs], results=results, now=now)
         done = {r[0] for r in self.conn.execute(self.sql['ack_many'], p)}
@@ -331,8 +370,9 @@ import select
 
 @patch
 def _notified(self:PgQueue, timeout:float)->list:
-    "The notifications at hand, waiting up to `timeout` s for the first: `select` on the socket sleeps in the kernel until the server writes"
-    got,end = list(self.conn.notifies(timeout=0)),time.monotonic()+timeout  # those psycopg kept while the connection ran queries, and those already sent
+    "The notifications at hand, waiting up to `timeout` s for the first (`select` sleeps until the server writes)"
+    # those psycopg kept while the connection ran queries, and those already sent
+    got,end = list(self.conn.notifies(timeout=0)),time.monotonic()+timeout
     while not got and (left := end-time.monotonic()) > 0:
         if select.select([self.conn.fileno()], [], [], left)[0]: got = list(self.conn.notifies(timeout=0))
     return got
@@ -345,7 +385,7 @@ def _heard(self:PgQueue, n)->bool:
 
 @patch
 def finished_notices(self:PgQueue, timeout:float)->set:
-    "Ids of jobs that finished (`done`, `dead` or `cancelled`: `NOTIFY cdemo_done`) heard within `timeout` s; the first call starts listening"
+    "Ids of jobs that finished (`NOTIFY cdemo_done`) heard within `timeout` s; the first call starts listening"
     _num('timeout', timeout)
     self._check()
     if 'cdemo_done' not in self._channels: self.conn.execute("LISTEN cdemo_done"); self._channels.add('cdemo_done')
@@ -367,7 +407,8 @@ def wait(self:PgQueue, timeout:float)->bool:
         while True:  # every notification at hand is read: those of other queues and channels don't end the wait
             for n in self._notified(max(0, end-time.monotonic())): hit |= self._heard(n)
             if hit or time.monotonic() >= end: return hit
-    except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):  # server gone: sleep it out, don't raise
+    # server gone: sleep it out, don't raise
+    except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):
         if not self.conn.closed: raise
         time.sleep(max(0, min(end, self._retry_at) - time.monotonic()))
         return False
@@ -386,14 +427,16 @@ def _alive(self:PgQueue):
     "Reopen a lost connection (and `LISTEN` again), at most once per backoff period; else raise `StoreUnavailable`"
     if not self.conn.closed: return
     now = time.monotonic()
-    if now < self._retry_at: raise _unavailable(self.url, f"connection lost, the next try to reconnect is in {self._retry_at-now:.1f}s")
+    if now < self._retry_at:
+        raise _unavailable(self.url, f"connection lost, the next try to reconnect is in {self._retry_at-now:.1f}s")
     try:
         c = self._connect()
         for ch in sorted(self._channels): c.execute(f"LISTEN {ch}")  # `wait` and `finished_notices` go on hearing
     except (StoreUnavailable, *_conn_errors) as e:
         self._retry_at,self._wait = now + self._wait*random.uniform(0.5, 1), min(5, self._wait*2)
         raise e if isinstance(e, StoreUnavailable) else _unavailable(self.url, e) from None
-    self.conn,self._wait,self._retry_at,self._missed = c,0.1,0.,self._listening  # notifications sent meanwhile were missed
+    # notifications sent meanwhile were missed
+    self.conn,self._wait,self._retry_at,self._missed = c,0.1,0.,self._listening
 
 def _guarded(f):
     "`f`, with a lost connection turned into `StoreUnavailable`"
@@ -403,7 +446,8 @@ def _guarded(f):
         except _conn_errors as e: self._lost(e)
     return _f
 
-for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many', '_ack_each'): setattr(PgQueue, _n, _guarded(getattr(PgQueue, _n)))
+for _n in ('_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many', '_ack_each'):
+    setattr(PgQueue, _n, _guarded(getattr(PgQueue, _n)))
 
 # %% ../nbs/09_postgres.ipynb #72b84c8a
 PgQueue.find_dialect = dict(p='%({})s', task="(data::jsonb->>'task')")
@@ -411,7 +455,7 @@ PgQueue.find_dialect = dict(p='%({})s', task="(data::jsonb->>'task')")
 # %% ../nbs/09_postgres.ipynb #1af0c572
 @patch
 def change_token(self:PgQueue)->str:
-    "The server's current snapshot, as text: it changes when any writing transaction starts or ends, and costs no table read"
+    "The server's current snapshot, as text: it changes when any writing transaction starts or ends; reads no table"
     self._check()
     return self._all("SELECT pg_current_snapshot()::text", ())[0][0]
 

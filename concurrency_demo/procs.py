@@ -38,12 +38,15 @@ def sleep_s(s:float)->float:
     time.sleep(s); return s
 
 # %% ../nbs/04_processes.ipynb #1e59a2e0
-cpu_fns = dict(fib=(fib, 'n', 32), count_primes=(count_primes, 'n', 5_000_000), busy=(busy, 'ms', 60_000), sleep=(sleep_s, 's', 60))
+cpu_fns = dict(fib=(fib, 'n', 32), count_primes=(count_primes, 'n', 5_000_000), busy=(busy, 'ms', 60_000),
+               sleep=(sleep_s, 's', 60))
 
 def cpu_job(data:dict):
-    "Run the whitelisted function `data['fn']` (see `cpu_fns`) on its one argument, e.g. `{'fn': 'count_primes', 'n': 200000}`"
+    "Run the whitelisted function `data['fn']` (see `cpu_fns`) on its argument: `{'fn': 'count_primes', 'n': 200000}`"
     if not isinstance(data, dict) or data.get('fn') not in cpu_fns:
-        raise ValueError(f"cpu_job needs data like {{'fn': 'count_primes', 'n': 200000}} with fn one of {list(cpu_fns)}; got {data!r}")
+        raise ValueError(f"cpu_job needs data like {{'fn': 'count_primes', 'n': 200000}} "
+                         f"with fn one of {list(cpu_fns)}; "
+                         f"got {data!r}")
     f,arg,hi = cpu_fns[data['fn']]
     extra = set(data) - {'fn', arg}
     if extra: raise ValueError(f"cpu_job {data['fn']} takes only {arg!r}; got also {sorted(extra)}")
@@ -54,7 +57,7 @@ def cpu_job(data:dict):
 
 # %% ../nbs/04_processes.ipynb #f80defd8
 def check_importable(f):
-    "Raise `ValueError` unless `f` (or, for a `partial` or a callable object, its function or class) can be imported by module and name"
+    "Raise `ValueError` unless `f` (or a `partial`'s function, or a callable object's class) is importable by name"
     g = f.func if isinstance(f, functools.partial) else f if inspect.isroutine(f) or isinstance(f, type) else type(f)
     mod,qn = getattr(g, '__module__', None),getattr(g, '__qualname__', repr(g))
     o = None
@@ -64,17 +67,21 @@ def check_importable(f):
             for p in qn.split('.'): o = getattr(o, p)
         except (ImportError, AttributeError): o = None
     if o is not g: raise ValueError(
-        f"handler {qn} (module {mod}) can't be imported by name: a worker process starts a fresh Python that imports it, "
-        "and a function defined in __main__ or a notebook isn't there. Move it to a module (e.g. concurrency_demo.procs.cpu_job), "
+        f"handler {qn} (module {mod}) can't be imported by name: "
+        "a worker process starts a fresh Python that imports it, "
+        "and a function defined in __main__ or a notebook isn't there. "
+        "Move it to a module (e.g. concurrency_demo.procs.cpu_job), "
         "or use n=0 to run it here")
     return f
 
 # %% ../nbs/04_processes.ipynb #f706dfe8
-_preload = ['concurrency_demo.procs']  # what a forkserver imports once, before it forks: this module, and the modules pools asked for
+# what a forkserver imports once, before it forks: this module, and the modules pools asked for
+_preload = ['concurrency_demo.procs']
 
 def mp_context(method:str='forkserver', *modules):
-    "The `multiprocess` context for `method`; a forkserver preloads this module and `modules` (if it hasn't started yet), so its children start with them imported"
-    if method not in mp.get_all_start_methods(): raise ValueError(f"start method {method!r} is not available here: use one of {mp.get_all_start_methods()}")
+    "The `multiprocess` context for `method`; a forkserver preloads this module and `modules` (if not started yet)"
+    if method not in mp.get_all_start_methods():
+        raise ValueError(f"start method {method!r} is not available here: use one of {mp.get_all_start_methods()}")
     ctx = mp.get_context(method)
     if method == 'forkserver':
         _preload.extend(m for m in modules if m not in _preload)
@@ -89,22 +96,26 @@ def _in_forkserver()->bool:
         f = f.f_back
     return False
 
-# A signal to the parent's whole process group (`SIGTERM` from `timeout` or a shell's `kill -- -PGID`) would end the forkserver,
-# and with it the parent's only way to read its children's exit codes (each would read as 255, a crash): the forkserver, and the
-# workers it forks, get a process group of their own. They end with the parent all the same (their pipes to it close).
+# A signal to the parent's whole process group (`SIGTERM` from `timeout` or a shell's `kill -- -PGID`) would end the
+# forkserver, and with it the parent's only way to read its children's exit codes (each would read as 255, a crash):
+# the forkserver, and the workers it forks, get a process group of their own. They end with the parent all the same
+# (their pipes to it close).
 if _in_forkserver(): os.setpgid(0, 0)
 
 # %% ../nbs/04_processes.ipynb #93c68bfd
 class _Flag:
-    "A flag in shared memory with `threading.Event`'s `set`, `is_set` and `wait`, and no semaphore: `wait` polls, but in the process that made the flag its `set` wakes it"
+    "A flag in shared memory with `threading.Event`'s `set`, `is_set` and `wait`, and no semaphore: `wait` polls"
+    # (but in the process that made the flag, its `set` wakes it)
     def __init__(self, ctx): self.v,self.ev = ctx.RawValue('b', 0),threading.Event()
-    def __getstate__(self): return dict(self.__dict__, ev=None)  # a child gets the shared value; the event stays with its maker
+    # a child gets the shared value; the event stays with its maker
+    def __getstate__(self): return dict(self.__dict__, ev=None)
     def set(self):
         self.v.value = 1
         if self.ev is not None: self.ev.set()
     def is_set(self)->bool: return bool(self.v.value)
     def wait(self, timeout:float=None)->bool:
-        if self.ev is not None: return self.ev.wait(timeout) or self.is_set()  # the parent's threads sleep until `set`: no polling while idle
+        # the parent's threads sleep until `set`: no polling while idle
+        if self.ev is not None: return self.ev.wait(timeout) or self.is_set()
         end = None if timeout is None else time.monotonic()+timeout
         while not self.v.value:
             left = 0.01 if end is None else min(0.01, end-time.monotonic())
@@ -114,7 +125,7 @@ class _Flag:
 
 # %% ../nbs/04_processes.ipynb #e172428b
 class _Shared:
-    "What the parent shares with all its children: the queue's location, the handler, the limits of a child, two flags and the counters"
+    "What the parent shares with its children: the queue's location, the handler, a child's limits, flags, counters"
     def __init__(self, ctx, url, handler, n, poll, qkw, logname, max_jobs=None, max_mb=None, loglevel=logging.NOTSET):
         store_attr('url,handler,poll,qkw,logname,max_jobs,max_mb,loglevel')
         self.stopping,self.go = _Flag(ctx),_Flag(ctx)
@@ -124,7 +135,7 @@ class _Shared:
 logger = logging.getLogger('concurrency_demo.procs')
 
 class _Books:
-    "`work`'s `claimed` and `done` for worker `i`, kept in `slots`: processed, failed and current job id (0: idle) per worker"
+    "`work`'s `claimed` and `done` for worker `i`, kept in `slots`: processed, failed, current job id (0: idle)"
     def __init__(self, slots, i:int, stopping, max_jobs=None, max_mb=None): store_attr(); self.ran,self.retire = 0,None
     def claimed(self, job)->bool:
         self.slots[3*self.i+2] = job.id
@@ -135,7 +146,8 @@ class _Books:
         if ok is not None: self.ran += 1; self.retire = _retire(self.ran, self.max_jobs, self.max_mb)
 
 # %% ../nbs/04_processes.ipynb #bde01cd3
-_retired = {75: 'max_jobs_per_child', 76: 'max_memory_mb', 77: 'stuck', 78: 'cancelled'}  # exit codes of a child that ended as planned, and why
+# exit codes of a child that ended as planned, and why
+_retired = {75: 'max_jobs_per_child', 76: 'max_memory_mb', 77: 'stuck', 78: 'cancelled'}
 
 def _rss_mb()->float:
     "This process's resident memory in MB: from `/proc/self/statm` on Linux, else its peak, from `resource`"
@@ -148,7 +160,7 @@ def _rss_mb()->float:
 
 def _retire(ran:int, max_jobs=None, max_mb=None):
     "The exit code for a child that has run `ran` jobs, if it should make way for a new one; else `None`"
-    if _stuck(): return 77  # a task ran past its timeout in a thread that can't be stopped: this process goes, and the thread with it
+    if _stuck(): return 77  # a task ran past its timeout in a thread that can't be stopped: this process goes, with it
     if max_jobs and ran >= max_jobs: return 75
     if max_mb and _rss_mb() > max_mb: return 76
 
@@ -159,18 +171,18 @@ def wait(self:_Books, timeout:float=None)->bool: return self.stopping.wait(timeo
 
 # %% ../nbs/04_processes.ipynb #1490f050
 def _watch_parent(wake):
-    "In a child: wake the worker loop at each byte from the parent (a job may be waiting, or it's time to stop); exit as soon as the parent's end closes (the parent died)"
+    "In a child: wake the worker loop at each byte from the parent; exit as soon as the parent's end closes (it died)"
     try:
         while os.read(wake.fileno(), 4096): _enqueued()  # an idle worker's wait ends now, instead of after its `poll`
     except OSError: pass
     os._exit(3)
 
 def _end_cancelled(job):
-    "A child's job was cancelled while it ran: end this process now, which stops the job (the parent starts a new child)"
+    "A child's job was cancelled while it ran: end this process now, which stops the job (the parent starts a new one)"
     os._exit(78)
 
 def _child(sh:_Shared, i:int, name:str, conn, wake):
-    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until told to stop (or woken) on `wake`, or its share is done"
+    "A worker process: open its own `Queue` and heartbeat, report on `conn`, then run the core's loop until stopped"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(wake,), daemon=True).start()
     log = logging.getLogger(sh.logname)
@@ -178,62 +190,70 @@ def _child(sh:_Shared, i:int, name:str, conn, wake):
     try:
         q = open_queue(sh.url, worker=name, **sh.qkw)
         hb = Heartbeat(sh.url, log=log, worker=f'{name}-hb', on_cancel=_end_cancelled, **sh.qkw).start()
-        q._listen = noop  # the parent hears other processes' commits (SQLite: one file watcher for all its children) and wakes this child on `wake`
+        # the parent hears other processes' commits (SQLite: one file watcher for all its children),
+        # and wakes this child on `wake`
+        q._listen = noop
     except Exception as e: conn.send(fmt_error(e)); return
     conn.send(None)
     while not (sh.go.is_set() or sh.stopping.is_set()): time.sleep(0.001)
     b = _Books(sh.slots, i, sh.stopping, sh.max_jobs, sh.max_mb)
-    try: work(q, sh.handler, b, sh.poll, log, hb, claimed=b.claimed, done=b.done, stops=())  # nothing a handler raises stops a child
+    # nothing a handler raises stops a child
+    try: work(q, sh.handler, b, sh.poll, log, hb, claimed=b.claimed, done=b.done, stops=())
     finally: hb.stop(timeout=1); q.close()
     if b.retire and not sh.stopping.is_set(): sys.exit(b.retire)  # its share is done: the parent starts a new one
 
 # %% ../nbs/04_processes.ipynb #0ffc8a8d
 class ProcessWorkers(Workers):
-    "Run `handler` on the jobs of queue `queue` at `url` in `n` worker processes, each with its own `Queue`; `n=0` runs in the caller"
+    "Run `handler` on the jobs of `queue` at `url` in `n` worker processes, each with its own `Queue`; `n=0` runs here"
     def __init__(self, url, # the queue's location: a path, `sqlite:///path` or `postgresql://…`
                  handler, # `handler(data) -> result`, importable by module and name (e.g. `cpu_job`)
                  n:int=2, # number of processes; 0 runs the same loop in the caller, until nothing is ready
                  queue:str='default', # the name of the queue in the database that these processes serve
                  poll:float=0.1, # seconds an idle worker waits before looking for a job again
-                 lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3 while it runs
+                 lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3
                  worker:str=None, # prefix of the worker ids (default: host-pid-random); process `i` is `{worker}-{i}`
                  method:str=None, # start method: 'forkserver' (default where available) or 'spawn'; never 'fork'
                  log=None, # a `logging.Logger`, also used by name in the children (default: `concurrency_demo.procs`)
-                 max_jobs_per_child:int=None, # a child that has run this many jobs exits, and a new one takes its place (default: no limit)
-                 max_memory_mb:float=None, # so does a child whose resident memory is over this many MB after a job (default: no limit)
+                 max_jobs_per_child:int=None, # a child that has run this many jobs exits, and a new one takes its place
+                 max_memory_mb:float=None, # so does a child whose resident memory is over this many MB after a job
                  **queue_kwargs): # passed to `open_queue` by each worker
         super().__init__(url, handler, n, queue, poll, lease, worker, ifnone(log, logger), **queue_kwargs)
         if n: check_importable(handler)
         if max_jobs_per_child is not None: _num('max_jobs_per_child', max_jobs_per_child, lo=1, integer=True)
         if max_memory_mb is not None: _num('max_memory_mb', max_memory_mb, lo=1)
         method = ifnone(method, 'forkserver' if 'forkserver' in mp.get_all_start_methods() else 'spawn')
-        if method == 'fork': raise ValueError("method='fork' copies locks held by the parent's other threads (see 'Choosing a start method'): use 'forkserver' or 'spawn'")
-        self.store = _store(str(url))[0]  # its module is preloaded too: each child would import it (psycopg takes ~0.1 s)
-        self.method,self.ctx,self.max_jobs_per_child,self.max_memory_mb = method,mp_context(method, self.store.__module__),max_jobs_per_child,max_memory_mb
-        self.wakes,self.plock = [None]*len(self.names),threading.Lock()  # the parent's ends of the wake-up pipes, and the lock of who writes them
+        if method == 'fork':
+            raise ValueError("method='fork' copies locks held by the parent's other threads "
+                             "(see 'Choosing a start method'): use 'forkserver' or 'spawn'")
+        self.store = _store(str(url))[0]  # its module is preloaded too: each child would import it (psycopg: ~0.1 s)
+        self.method,self.ctx = method,mp_context(method, self.store.__module__)
+        self.max_jobs_per_child,self.max_memory_mb = max_jobs_per_child,max_memory_mb
+        # the parent's ends of the wake-up pipes, and the lock of who writes them
+        self.wakes,self.plock = [None]*len(self.names),threading.Lock()
         self.procs,self.conns,self.sh,self.restarts,self.replaced,self.monitor = [],[None]*len(self.names),None,0,0,None
         self.slots = [0]*3*len(self.names)  # the books: shared with the children once started
 
 # %% ../nbs/04_processes.ipynb #dc3dfed3
 @patch
 def _spawn(self:ProcessWorkers, i:int):
-    "Start child `i` with a fresh pipe for its reports and one for the parent's wake-ups; the parent keeps one end of each and closes its copy of the child's"
+    "Start child `i` with a pipe for its reports and one for the parent's wake-ups; the parent keeps one end of each"
     with self.plock:
         for c in (self.conns[i], self.wakes[i]):
             if c: c.close()
         self.conns[i],theirs = self.ctx.Pipe()
         wake,self.wakes[i] = self.ctx.Pipe(duplex=False)
-        os.set_blocking(self.wakes[i].fileno(), False)  # a child that doesn't read (it's stuck) never blocks the parent: a full pipe has wake-ups enough
+        # a child that doesn't read (it's stuck) never blocks the parent: a full pipe has wake-ups enough
+        os.set_blocking(self.wakes[i].fileno(), False)
     p = self.ctx.Process(target=_child, args=(self.sh, i, self.names[i], theirs, wake), name=self.names[i], daemon=True)
     p.start(); theirs.close(); wake.close()
     return p
 
 @patch
 def _poke(self:ProcessWorkers, every:bool=False):
-    "Wake the idle children (`every`: all of them), a byte down each one's pipe: a job may have been enqueued, or it's time to stop"
+    "Wake the idle children (`every`: all of them), a byte down each one's pipe: a job may wait, or it's time to stop"
     with self.plock:
         for i,w in enumerate(self.wakes):
-            if w is None or not (every or self.slots[3*i+2] == 0): continue  # a busy child looks for work when its job ends anyway
+            if w is None or not (every or self.slots[3*i+2] == 0): continue  # a busy child looks for work after its job
             try: os.write(w.fileno(), b'.')
             except OSError: pass  # full (it has wake-ups waiting), or that child is gone
 
@@ -243,14 +263,16 @@ def start(self:ProcessWorkers, timeout:float=60):
     _num('timeout', timeout)
     self._begin()
     if self.n == 0: return self._serial()
-    self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name, self.max_jobs_per_child, self.max_memory_mb,
+    self.sh = _Shared(self.ctx, self.url, self.handler, self.n, self.poll, self.qkw, self.log.name,
+                      self.max_jobs_per_child, self.max_memory_mb,
                       self.log.getEffectiveLevel())
     self.slots,self.stopping = self.sh.slots,self.sh.stopping
-    if self.store._listen is not Store._listen:  # the store hears other processes' commits by watching (SQLite): one watcher, here, for every child
+    # the store hears other processes' commits by watching (SQLite): one watcher, here, for every child
+    if self.store._listen is not Store._listen:
         try:
             with open_queue(self.url, **self.qkw) as q: q._listen()
         except Exception: pass  # the children can't open it either, and say why below
-    _on_enqueued.append(self._poke)  # an enqueue in this process, or a commit its watcher hears, wakes the idle children
+    _on_enqueued.append(self._poke)  # an enqueue in this process, or a commit its watcher hears, wakes idle children
     self.procs = [self._spawn(i) for i in range(self.n)]
     errs = self._wait_ready(timeout)
     if errs:
@@ -266,7 +288,8 @@ def _wait_ready(self:ProcessWorkers, timeout, want=None)->list:
     "Wait for the children in `want` (default: all) to report; return their errors"
     want,errs,end = set(ifnone(want, range(self.n))),[],time.monotonic()+timeout
     while want and not (self.sh.stopping.is_set() and self.sh.go.is_set()):  # (a restart is cut short by `stop`)
-        if time.monotonic() > end: errs.append(f"workers {[self.names[i] for i in sorted(want)]} not ready after {timeout}s"); break
+        if time.monotonic() > end:
+            errs.append(f"workers {[self.names[i] for i in sorted(want)]} not ready after {timeout}s"); break
         for c in wait_conns([self.conns[i] for i in want], timeout=0.1):
             i = self.conns.index(c)
             want.discard(i)
@@ -279,7 +302,8 @@ def _wait_ready(self:ProcessWorkers, timeout, want=None)->list:
 
 # %% ../nbs/04_processes.ipynb #ed59fd24
 @patch
-def _claimed(self:ProcessWorkers, name, job): return _Books(self.slots, self.names.index(name), self.stopping).claimed(job)
+def _claimed(self:ProcessWorkers, name, job):
+    return _Books(self.slots, self.names.index(name), self.stopping).claimed(job)
 @patch
 def _done(self:ProcessWorkers, name, job, ok): _Books(self.slots, self.names.index(name), self.stopping).done(job, ok)
 
@@ -289,15 +313,17 @@ def _counts(self:ProcessWorkers):
     return {nm: s[3*i] for i,nm in enumerate(self.names)}, sum(s[1::3]), sum(1 for o in s[2::3] if o)
 
 # %% ../nbs/04_processes.ipynb #66811f8e
-ProcessWorkers.kind = 'processes'  # for its heartbeat row (lesson 01a), written by the parent: its jobs in flight are in the shared books
+# for its heartbeat row (lesson 01a), written by the parent: its jobs in flight are in the shared books
+ProcessWorkers.kind = 'processes'
 @patch
 def _running_ids(self:ProcessWorkers)->list: return sorted(i for i in list(self.slots)[2::3] if i)
 
 # %% ../nbs/04_processes.ipynb #6331a18e
 @patch
 def _watch(self:ProcessWorkers):
-    "Replace children that died, or ended as planned, while the workers run; a restart that fails is tried again with backoff"
-    outs = [_Outage(self.log, f"Worker {nm} could not restart", f"Worker {nm} restarted", max(self.poll, 0.1)) for nm in self.names]
+    "Replace children that died, or ended as planned, while the workers run; a failed restart is retried, backing off"
+    outs = [_Outage(self.log, f"Worker {nm} could not restart", f"Worker {nm} restarted", max(self.poll, 0.1))
+            for nm in self.names]
     due = [0]*self.n  # when each slot may try a restart again
     while not self.sh.stopping.wait(max(self.poll, 0.05)):
         for i,p in enumerate(self.procs):
@@ -306,9 +332,16 @@ def _watch(self:ProcessWorkers):
             elif p.exitcode in _retired:
                 self.replaced += 1
                 why = _retired[p.exitcode]
-                if why == 'cancelled': self.log.info("Worker %s ended to stop job %s, cancelled while it ran: starting a new one", self.names[i], self.slots[3*i+2])
-                elif why == 'stuck': self.log.warning("Worker %s ended after a task ran past its timeout (its thread couldn't be stopped): starting a new one", self.names[i])
-                else: self.log.info("Worker %s reached %s=%s: starting a new one in its place, as planned", self.names[i], why, getattr(self, why))
+                if why == 'cancelled':
+                    self.log.info("Worker %s ended to stop job %s, cancelled while it ran: starting a new one",
+                                  self.names[i], self.slots[3*i+2])
+                elif why == 'stuck':
+                    self.log.warning("Worker %s ended after a task ran past its timeout "
+                                     "(its thread couldn't be stopped): "
+                                     "starting a new one", self.names[i])
+                else:
+                    self.log.info("Worker %s reached %s=%s: starting a new one in its place, as planned",
+                                  self.names[i], why, getattr(self, why))
             else:
                 self.restarts += 1
                 job = self.slots[3*i+2]
@@ -325,7 +358,7 @@ def _watch(self:ProcessWorkers):
 # %% ../nbs/04_processes.ipynb #651e6af6
 @patch
 def _finish(self:ProcessWorkers, end):
-    "Tell the children to look at the stop flag now, and wait for them until `end`; terminate (then kill) those still running"
+    "Tell the children to look at the stop flag now, and wait for them until `end`; terminate (then kill) the rest"
     if self.monitor and self.monitor is not threading.current_thread(): self.monitor.join()
     self._poke(every=True)  # an idle child sees the stop flag at once instead of after its `poll`
     for p in self.procs: p.join(max(0, end-time.monotonic()))

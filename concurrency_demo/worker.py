@@ -22,7 +22,7 @@ class Retry(Exception):
         super().__init__(reason or f"retry in {delay:g}s")
 
 class NoRetry(Exception):
-    "Raised by a handler (`raise NoRetry('why') from e`): the job fails now and goes `dead`, whatever attempts it has left"
+    "Raised by a handler (`raise NoRetry('why') from e`): the job goes `dead` now, whatever attempts it has left"
 
 _current = contextvars.ContextVar('concurrency_demo.job', default=None)
 
@@ -34,15 +34,17 @@ class JobContext:
     def id(self)->int: return self.job.id
     @property
     def cancelled(self)->bool:
-        "Has the job been cancelled while it runs? (the worker's heartbeat looks a few times a second): check it in long sync work, and return early"
+        "Was the job cancelled while it runs? (the heartbeat looks often): check it in long work, and return early"
         return self.job.status == 'cancelled'
     def progress(self, fraction:float, # how far along the job is, from 0 to 1
                  note:str=None): # a short word on where it is
         "Store how far along the job is: `Queue.get(id).progress` and `.note` read it back"
-        _progress_args(fraction, note)  # checked here, in the handler: on an event loop the write itself happens on the database thread
+        # checked here, in the handler: on an event loop the write itself happens on the database thread
+        _progress_args(fraction, note)
         self._call(self.q.progress, self.job, fraction, note)
 
-_abandoned = []  # threads left running past their task's timeout (`tasks`): a worker process holding one makes way for a new one
+# threads left running past their task's timeout (`tasks`): a worker process holding one makes way for a new one
+_abandoned = []
 
 def _stuck()->bool:
     "Is a thread abandoned at its task's timeout still running in this process?"
@@ -51,7 +53,8 @@ def _stuck()->bool:
 
 def current_job()->JobContext:
     "The job the calling handler is running, in any runtime; `LookupError` outside a worker's handler"
-    if (c := _current.get()) is None: raise LookupError("current_job() works only inside a handler that a worker is running")
+    if (c := _current.get()) is None:
+        raise LookupError("current_job() works only inside a handler that a worker is running")
     return c
 
 # %% ../nbs/01a_worker.ipynb #4eb52e81
@@ -61,7 +64,8 @@ def _held(log, job, f, *args)->bool:
     "Call `f(*args)` (`ack`, `fail`, `extend` or `release` of `job`); on `LeaseLost` log a warning and return `False`"
     try: f(*args); return True
     except LeaseLost as e:
-        if job.status == 'cancelled' or isinstance(e, Cancelled): log.info("Job %s was cancelled while it ran: its outcome is dropped", job.id)
+        if job.status == 'cancelled' or isinstance(e, Cancelled):
+            log.info("Job %s was cancelled while it ran: its outcome is dropped", job.id)
         else: log.warning("Job %s outcome dropped: %s", job.id, e)
         return False
 
@@ -75,23 +79,25 @@ def settle(q, # the `Queue` that claimed `job`
            res=None, # the handler's result, stored with `ack`
            err:BaseException=None, # or the exception it raised, stored with `fail`
            log=None)->bool: # a `logging.Logger` (default: `concurrency_demo.worker`)
-    "Store `job`'s outcome: `ack` `res`, or `fail` with `err`, logged with the job id and traceback; `True` if acked, `None` if `Retry` handed it back"
+    "Store `job`'s outcome: `ack` `res`, or `fail` with `err` (logged); `True` if acked, `None` if `Retry` gave it back"
     log = ifnone(log, logger)
     if isinstance(err, Retry):  # the handler asked to run again later: not a failure, and the attempt isn't counted
         log.info("Job %s runs again in %gs, as its handler asked: %s", job.id, err.delay, err)
         _kept(q, job, log, q.release, job, err.delay); return None
     if err is None:
         try: return _kept(q, job, log, q.ack, job, res)
-        except (TypeError, ValueError, RecursionError) as e: err = e  # the result can't be stored: not JSON, too big, nested too deeply
-    final = isinstance(err, NoRetry)  # the handler said retrying can't help: the job is dead now (with the cause's traceback, if any)
+        except (TypeError, ValueError, RecursionError) as e: err = e  # the result can't be stored (not JSON, too big)
+    # the handler said retrying can't help: the job is dead now (with the cause's traceback, if any)
+    final = isinstance(err, NoRetry)
     if final and err.__cause__ is not None: err = err.__cause__
-    log.error("Job %s failed (attempt %s of %s%s): %s: %s", job.id, job.attempts, job.max_attempts, ', no retry' if final else '',
+    log.error("Job %s failed (attempt %s of %s%s): %s: %s", job.id, job.attempts, job.max_attempts,
+              ', no retry' if final else '',
               type(err).__name__, err, exc_info=err)
     _kept(q, job, log, q.fail, job, err, not final)
     return False
 
 def _kept(q, job, log, f, *args)->bool:
-    "`_held(log, job, f, *args)`, tried again, backing off, while the database is away and the claim's lease lasts: the outcome is kept meanwhile"
+    "`_held(log, job, f, *args)`, tried again, backing off, while the database is away and the claim's lease lasts"
     wait,tries = 0.05,0
     while True:
         try: ok = _held(log, job, f, *args)
@@ -103,7 +109,7 @@ def _kept(q, job, log, f, *args)->bool:
 
 # %% ../nbs/01a_worker.ipynb #093f90e8
 def _stops()->tuple:
-    "The exceptions that stop the calling thread's worker instead of failing its job: in the main thread, where a signal raises them, Ctrl-C and `SystemExit`"
+    "What stops the calling thread's worker instead of failing its job: in the main thread, Ctrl-C and `SystemExit`"
     return (KeyboardInterrupt, SystemExit) if threading.current_thread() is threading.main_thread() else ()
 
 def run_job(q, # the calling thread's own `Queue`
@@ -111,8 +117,8 @@ def run_job(q, # the calling thread's own `Queue`
             handler, # `handler(job.data) -> result`, a JSON-serializable value
             log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
             heartbeat=None, # a `Heartbeat` that keeps the job's lease while the handler runs
-            stops:tuple=None, # exceptions that hand the job back and propagate (default: `_stops()`); any other fails the job
-            acks:list=None)->bool: # where to leave `(job, result)` for an ack in a batch, returning 'later' (default: ack now)
+            stops:tuple=None, # exceptions that hand the job back and propagate (default: `_stops()`); others fail it
+            acks:list=None)->bool: # where to leave `(job, result)` to ack in a batch, returning 'later' (default: now)
     "Run `handler` on `job` and `settle` the outcome; `True` if acked"
     res = err = None
     if heartbeat: heartbeat.add(job)
@@ -133,7 +139,7 @@ def run_job(q, # the calling thread's own `Queue`
 
 # %% ../nbs/01a_worker.ipynb #f9199c74
 class _Outage:
-    "While calls fail: log the first error only, wait from `poll` doubling up to `cap` seconds, and log once when a call works again"
+    "While calls fail: log the first error only, wait from `poll` doubling up to `cap` s, and log once when one works"
     def __init__(self, log, failing:str, back:str, # what to log when the first call fails, and when one works again
                  poll:float, cap:float=5): store_attr(); self.tries = 0
     def failed(self, e)->float:
@@ -142,7 +148,8 @@ class _Outage:
         if self.tries == 1:
             exc = isinstance(e, BaseException)
             self.log.error("%s: %s (trying again, backing off up to %gs, quietly until it works)", self.failing,
-                           f"{type(e).__name__}: {e}" if exc else e, self.cap, exc_info=e if exc and not isinstance(e, ConnectionError) else None)
+                           f"{type(e).__name__}: {e}" if exc else e, self.cap,
+                           exc_info=e if exc and not isinstance(e, ConnectionError) else None)
         return min(self.cap, self.poll * 2**min(self.tries-1, 60))
     def ok(self):
         "A call worked: log the end of the outage, if there was one"
@@ -151,7 +158,7 @@ class _Outage:
 
 # %% ../nbs/01a_worker.ipynb #efb08746
 class Heartbeat:
-    "A daemon thread, with its own `Queue`, that `extend`s the lease of every job it holds every `every` seconds, and notices jobs cancelled meanwhile"
+    "A daemon thread, with its own `Queue`, that `extend`s the lease of each job it holds every `every` s; sees cancels"
     def __init__(self, url, # the queue's location (a path or URL for `open_queue`)
                  every:float=None, # seconds between beats (default: the queue's lease / 3)
                  log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
@@ -183,14 +190,17 @@ def _run(self:Heartbeat):
     finally: self.ready.set()
     every = ifnone(self.every, q.lease/3)
     tick = min(every, self.watch or every)
-    out,wait,beat = _Outage(self.log, f"Heartbeat {q.worker} could not extend a lease", f"Heartbeat {q.worker} extends leases again", min(every, 0.5), every),tick,time.monotonic()+every
+    out = _Outage(self.log, f"Heartbeat {q.worker} could not extend a lease",
+                  f"Heartbeat {q.worker} extends leases again", min(every, 0.5), every)
+    wait,beat = tick,time.monotonic()+every
     try:
         while not self.done.wait(wait):
             gone = []
             try:
                 with self.lock:  # so `discard` waits for a beat in progress: no extend after the worker settles
                     if self.watch and self.jobs:  # one query for every held job: was any cancelled while it runs?
-                        for i in q.cancelled(list(self.jobs)): gone.append(j := self.jobs.pop(i)); j.status = 'cancelled'
+                        for i in q.cancelled(list(self.jobs)):
+                            gone.append(j := self.jobs.pop(i)); j.status = 'cancelled'
                     if time.monotonic() >= beat:
                         for j in list(self.jobs.values()):
                             if not _held(self.log, j, q.extend, j): self.jobs.pop(j.id, None)
@@ -209,14 +219,14 @@ def _idle(q, # the worker's `Queue`, whose `dequeue` just came back empty
          poll:float, # seconds between looks at `stopping`
          stopping, # a `threading.Event`, or anything with `is_set`
          cap:float=1): # seconds to wait at most, in case a wake-up was missed
-    "An idle worker's wait: until a job is enqueued (the store hears of it), a delayed job or an ended lease is due, `cap` seconds pass, or stop"
+    "An idle worker's wait: until a job is enqueued, a delayed job or an ended lease is due, `cap` s pass, or stop"
     end = time.monotonic() + q._due_in(max(cap, poll))
     while not stopping.is_set():
         left = end - time.monotonic()
         if left <= 0 or q.wait(min(poll, left)): return
 
 def _flush(q, acks, log, done, hb=None):
-    "Ack the deferred `(job, result)` pairs in `acks` in one transaction, each fenced on its own; tell `done` each outcome"
+    "Ack the deferred `(job, result)` pairs in `acks` in one transaction, each fenced on its own; tell `done` of each"
     if not acks: return
     pairs = list(acks); acks.clear()
     if hb:
@@ -226,11 +236,15 @@ def _flush(q, acks, log, done, hb=None):
         for j,r in pairs:
             ok = False
             try: ok = settle(q, j, r, None, log)
-            except Exception as e: log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", q.worker, j.id, type(e).__name__, e)
+            except Exception as e:
+                log.error("Worker %s could not store the outcome of job %s: %s: %s "
+                          "(it comes back when its lease expires)",
+                          q.worker, j.id, type(e).__name__, e)
             finally: done(j, ok)
         return
     for (j,_),e in zip(pairs, errs):
-        if isinstance(e, Cancelled) or j.status == 'cancelled': log.info("Job %s was cancelled while it ran: its outcome is dropped", j.id)
+        if isinstance(e, Cancelled) or j.status == 'cancelled':
+            log.info("Job %s was cancelled while it ran: its outcome is dropped", j.id)
         elif e is not None: log.warning("Job %s outcome dropped: %s", j.id, e)
         done(j, e is None)
 
@@ -244,7 +258,7 @@ def work(q, # this worker's own `Queue`; its `worker` id names the worker in the
          claimed=lambda job: True, # called on each claim; `False` (stop began) hands the job straight back
          done=noop, # called with the job and `True` (acked), `False` (not acked) or `None` (handed back)
          stops:tuple=None, # the handler's exceptions that stop the loop (default: `run_job`'s)
-         batch:int=1): # most jobs to claim at once: the claim grows up to it while jobs take under a millisecond, and acks are batched
+         batch:int=1): # most jobs to claim at once: the claim grows to it while jobs take under 1 ms; acks are batched
     "The worker loop: claim a job (or a few quick ones), run each with `run_job`, count it; until `stopping` is set"
     log = ifnone(log, logger)
     out = _Outage(log, f"Worker {q.worker} could not claim a job", f"Worker {q.worker} claims jobs again", poll)
@@ -262,29 +276,36 @@ def work(q, # this worker's own `Queue`; its `worker` id names the worker in the
             k = 1; continue
         t0,left = time.monotonic(),list(jobs)
         if hb and len(jobs) > 1:
-            for j in jobs: hb.add(j)  # a batch's jobs keep their leases, and hear of a cancel, while they wait their turn
+            for j in jobs: hb.add(j)  # a batch's jobs keep their leases, and hear of a cancel, while they wait
         while left:
             job = left.pop(0)
-            if job.status == 'cancelled' or not claimed(job):  # cancelled while it waited its turn (the heartbeat saw it), or stop began
+            # cancelled while it waited its turn (the heartbeat saw it), or stop began
+            if job.status == 'cancelled' or not claimed(job):
                 if job.status != 'cancelled':
                     left.insert(0, job)
                     for j in left:
                         if hb: hb.discard(j)
                         try: _held(log, j, q.release, j)
-                        except Exception as e: log.error("Worker %s could not hand back job %s: %s (it comes back when its lease expires)", q.worker, j.id, e)
+                        except Exception as e:
+                            log.error("Worker %s could not hand back job %s: %s (it comes back when its lease expires)",
+                                      q.worker, j.id, e)
                         done(j, None)
                     _flush(q, acks, log, done, hb); return  # stop began: the loop ends here
                 done(job, None); continue
             ok = False
             try: ok = run_job(q, job, handler, log, hb, stops, acks if k > 1 else None)
-            except Exception as e:  # storing the outcome failed (the database is away, or stayed locked): the lease brings the job back
+            # storing the outcome failed (the database is away, or stayed locked): the lease brings the job back
+            except Exception as e:
                 if until_empty: raise
-                log.error("Worker %s could not store the outcome of job %s: %s: %s (it comes back when its lease expires)", q.worker, job.id,
+                log.error("Worker %s could not store the outcome of job %s: %s: %s "
+                          "(it comes back when its lease expires)",
+                          q.worker, job.id,
                           type(e).__name__, e, exc_info=None if isinstance(e, ConnectionError) else e)
             finally:
                 if ok != 'later': done(job, ok)
                 elif hb: hb.add(job)  # its ack waits for the batch's: its lease is kept meanwhile
-            if left and time.monotonic() - t0 > 0.05:  # a slow job in a batch: hand back the rest, for other workers (and higher priorities)
+            # a slow job in a batch: hand back the rest, for other workers (and higher priorities)
+            if left and time.monotonic() - t0 > 0.05:
                 for j in left:
                     if hb: hb.discard(j)
                     _held(log, j, q.release, j); done(j, None)
@@ -322,23 +343,30 @@ class Workers:
                  n:int=1, # number of workers; 0 runs the same loop in the caller, until nothing is ready
                  queue:str='default', # the name of the queue in the database that these workers serve
                  poll:float=0.1, # seconds an idle worker waits before looking for a job again
-                 lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3 while it runs
+                 lease:float=None, # seconds a claim holds a job (default: the queue's); renewed every lease/3
                  worker:str=None, # prefix of the worker ids (default: host-pid-random); worker `i` is `{worker}-{i}`
                  log=None, # a `logging.Logger` (default: `concurrency_demo.worker`)
                  **queue_kwargs): # passed to `open_queue` by each worker
-        if 'name' in queue_kwargs: raise TypeError(f"{type(self).__name__} takes the queue's name as queue=, not name= (got name={queue_kwargs['name']!r})")
+        if 'name' in queue_kwargs:
+            raise TypeError(f"{type(self).__name__} takes the queue's name as queue=, not name= "
+                            f"(got name={queue_kwargs['name']!r})")
         if not callable(handler): raise TypeError(f"handler must be callable, got {handler!r}")
         _num('n', n, integer=True)
         if not isinstance(queue, str) or not queue: raise ValueError(f"queue must be a non-empty string, got {queue!r}")
         _num('poll', poll, lo=0.001)
         store_attr('url,handler,n,queue,poll')
         self.log,self.worker = ifnone(log, logger),worker or _worker_id()
-        self.qkw = dict(queue_kwargs, name=queue) if lease is None else dict(queue_kwargs, name=queue, lease=_num('lease', lease))
+        self.qkw = (dict(queue_kwargs, name=queue) if lease is None
+                    else dict(queue_kwargs, name=queue, lease=_num('lease', lease)))
         self.names = [f'{self.worker}-{i}' for i in range(max(n, 1))]
         self.lock,self.stopping,self.started,self.hb = threading.Lock(),threading.Event(),False,None
-        self.running,self.counts,self.failed = {},dict.fromkeys(self.names, 0),0  # job id -> worker id; acked per worker; not acked
+        # job id -> worker id; acked per worker; not acked
+        self.running,self.counts,self.failed = {},dict.fromkeys(self.names, 0),0
 
-    def __repr__(self): return f"{type(self).__name__}({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, {getattr(self.handler, '__name__', type(self.handler).__name__)}, n={self.n}, queue={self.queue!r})"
+    def __repr__(self):
+        url = re.sub(r':[^:@/]*@', ':***@', str(self.url))
+        h = getattr(self.handler, '__name__', type(self.handler).__name__)
+        return f"{type(self).__name__}({url!r}, {h}, n={self.n}, queue={self.queue!r})"
     def __enter__(self): return self.start()
     def __exit__(self, *a): self.stop()
 
@@ -381,7 +409,8 @@ def _on_stop(self:Workers):
     self._stopped = True  # its heartbeat row goes once no job is in flight
     if not self.__dict__.pop('_hooked', False): return
     try: self.handler.on_stop(self)
-    except Exception as e: self.log.error("%r: the handler's on_stop failed: %s: %s", self, type(e).__name__, e, exc_info=e)
+    except Exception as e:
+        self.log.error("%r: the handler's on_stop failed: %s: %s", self, type(e).__name__, e, exc_info=e)
 
 # %% ../nbs/01a_worker.ipynb #c62d10d2
 Workers.kind = 'threads'  # the kind of pool, for the dashboard: a runtime names its own ('async', 'processes')
@@ -417,7 +446,8 @@ def _serial(self:Workers):
     q = open_queue(self.url, worker=name, **self.qkw)
     try:
         hb = Heartbeat(self.url, log=self.log, worker=f'{name}-hb', **self.qkw).start()
-        try: work(q, self.handler, self.stopping, self.poll, self.log, hb, True, partial(self._claimed, name), partial(self._done, name),
+        try: work(q, self.handler, self.stopping, self.poll, self.log, hb, True,
+                  partial(self._claimed, name), partial(self._done, name),
                  batch=getattr(self, 'batch', 1))
         finally: hb.stop(timeout=1)
     finally: q.close(); self._on_stop()  # the serial run is the pool's whole life
@@ -430,7 +460,8 @@ def _check(self:Workers, s): pass
 @patch
 def drain(self:Workers, timeout:float=None)->bool:
     "Wait until the queue has no job queued or running; `False` if `timeout` seconds pass first"
-    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02), idle=lambda: not self.stats()['running'], check=self._check)
+    return wait_drained(self.url, self.qkw, timeout, min(self.poll, 0.02),
+                        idle=lambda: not self.stats()['running'], check=self._check)
 
 # %% ../nbs/01a_worker.ipynb #0fd37335
 @patch
@@ -448,7 +479,8 @@ def _release(self:Workers, late, # (job id, worker id) of each job still in flig
             if job.status != 'running' or job.worker != name: continue  # it finished, or it's another worker's now
             try: q.release(job)
             except LeaseLost: continue
-            self.log.warning("Job %s was still running on %s after stop(timeout=%s): released it to the queue", id, name, timeout)
+            self.log.warning("Job %s was still running on %s after stop(timeout=%s): released it to the queue",
+                             id, name, timeout)
     finally:
         if own: q.close()
 
@@ -478,11 +510,12 @@ def stop(self:Workers, timeout:float=10):
 
 # %% ../nbs/01a_worker.ipynb #a07f05e5
 class PoolBeat:
-    "A daemon thread, with a store of its own, that writes its pool's heartbeat row (`Store.beat`) every `every` seconds, and deletes it once the pool has stopped"
+    "A daemon thread, with its own store, that writes its pool's row (`Store.beat`) every `every` s; deletes it at stop"
     sample_every = 10.  # seconds between the samples of the counts kept in the row (the last 32: over five minutes)
     def __init__(self, pool, # a `Workers` that has started
                  every:float=None): # seconds between beats (default: the pool's `beat_every`)
-        self.pool,self.every,self.done,self.samples,self.t0 = pool,_num('every', ifnone(every, pool.beat_every), lo=0.001),threading.Event(),[],None
+        self.pool,self.every = pool,_num('every', ifnone(every, pool.beat_every), lo=0.001)
+        self.done,self.samples,self.t0 = threading.Event(),[],None
         self.thread = threading.Thread(target=self._run, daemon=True, name=f'{pool.worker}-beat')
     def start(self): self.thread.start(); return self
     def stop(self, timeout:float=5):
@@ -493,25 +526,31 @@ class PoolBeat:
 def _row(self:PoolBeat, now)->dict:
     "The pool's row as `Store.beat` takes it; a sample of the counts is added every `sample_every` seconds"
     p,st = self.pool,self.pool.stats()
-    if now - (self.samples[-1][0] if self.samples else self.t0) >= self.sample_every: self.samples = [*self.samples, [now, st['processed'], st['failed']]][-32:]
+    if now - (self.samples[-1][0] if self.samples else self.t0) >= self.sample_every:
+        self.samples = [*self.samples, [now, st['processed'], st['failed']]][-32:]
     return dict(id=p.worker, kind=p.kind, queues=[p.queue], size=p._size(), every=self.every, started_at=self.t0,
                 processed=st['processed'], failed=st['failed'], running=p._running_ids(), samples=self.samples)
 
 @patch
 def _run(self:PoolBeat):
-    p,q,due,quiet = self.pool,None,0.,time.monotonic() + 10  # quiet: a pool that fails to start says why itself, in one line
-    out = _Outage(p.log, f"Pool {p.worker} could not write its heartbeat row", f"Pool {p.worker} writes its heartbeat row again", min(self.every, 0.5), self.every)
+    # quiet: until then, a pool that fails to start says why itself, in one line
+    p,q,due,quiet = self.pool,None,0.,time.monotonic() + 10
+    out = _Outage(p.log, f"Pool {p.worker} could not write its heartbeat row",
+                  f"Pool {p.worker} writes its heartbeat row again", min(self.every, 0.5), self.every)
     try:
         while not self.done.is_set() and not p._over():
             if time.monotonic() >= due:
                 try:
-                    if q is None: q = open_queue(p.url, worker=f'{p.worker}-beat', **p.qkw); self.t0 = ifnone(self.t0, q.clock())
+                    if q is None:
+                        q = open_queue(p.url, worker=f'{p.worker}-beat', **p.qkw); self.t0 = ifnone(self.t0, q.clock())
                     q.beat(**self._row(q.clock())); out.ok(); due = time.monotonic() + self.every
                 except Exception as e:  # the database is away: the row shows the pool dead meanwhile
-                    due = time.monotonic() + (min(self.every, 0.5) if self.t0 is None and time.monotonic() < quiet else out.failed(e))
+                    first = self.t0 is None and time.monotonic() < quiet
+                    due = time.monotonic() + (min(self.every, 0.5) if first else out.failed(e))
             self.done.wait(min(0.25, self.every))
     finally:
         if q is not None:
             try: q.end_pool(p.worker)
-            except Exception as e: p.log.warning("Pool %s could not delete its heartbeat row: %s (it reads as dead soon)", p.worker, e)
+            except Exception as e:
+                p.log.warning("Pool %s could not delete its heartbeat row: %s (it reads as dead soon)", p.worker, e)
             q.close()
