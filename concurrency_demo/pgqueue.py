@@ -195,7 +195,7 @@ class PgQueue(Store):
                                     options=opts)
         except psycopg.OperationalError as e: raise _unavailable(self.url, e) from None
 
-    def close(self): self.conn.close()
+    def close(self): self._unpipe(); self.conn.close()
 
 # %% ../nbs/09_postgres.ipynb #ca3338c8
 @patch
@@ -366,15 +366,47 @@ def _ack_each(self:PgQueue, jobs, results, now)->list:
         return [None if j.id in done else self._why(j.id) for j in jobs]
 
 # %% ../nbs/09_postgres.ipynb #269c2a4c
-import select
+import select, threading
+from .store import _on_enqueued
+
+@patch
+def _pipe(self:PgQueue)->int:
+    "The read end of this queue's wake pipe, made at its first wait: `_enqueued` in this process writes a byte to it"
+    if getattr(self, '_wake', None) is None:
+        self._wake,self._wake_lock,self._poked = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC),threading.Lock(),False
+        _on_enqueued.append(self._poke)
+    return self._wake[0]
+
+@patch
+def _poke(self:PgQueue):
+    "End this queue's wait now (from any thread: a job enqueued in this process, or a pool stopping)"
+    with self._wake_lock:
+        if self._wake is not None:
+            try: os.write(self._wake[1], b'.')
+            except BlockingIOError: pass  # the pipe is full: its reader wakes anyway
+
+@patch
+def _unpipe(self:PgQueue):
+    "Close the wake pipe (at `close`), after taking it off `_on_enqueued`"
+    if getattr(self, '_wake', None) is None: return
+    if self._poke in _on_enqueued: _on_enqueued.remove(self._poke)
+    with self._wake_lock:
+        for fd in self._wake: os.close(fd)
+        self._wake = None
 
 @patch
 def _notified(self:PgQueue, timeout:float)->list:
-    "The notifications at hand, waiting up to `timeout` s for the first (`select` sleeps until the server writes)"
+    "The notifications at hand, waiting up to `timeout` s for the first (`select` sleeps until the server writes, or a poke)"
     # those psycopg kept while the connection ran queries, and those already sent
-    got,end = list(self.conn.notifies(timeout=0)),time.monotonic()+timeout
+    got,end,fds = list(self.conn.notifies(timeout=0)),time.monotonic()+timeout,[self.conn.fileno(), self._pipe()]
     while not got and (left := end-time.monotonic()) > 0:
-        if select.select([self.conn.fileno()], [], [], left)[0]: got = list(self.conn.notifies(timeout=0))
+        r = select.select(fds, [], [], left)[0]
+        if fds[1] in r:  # poked: read the pipe empty, and let the caller look
+            try:
+                while os.read(fds[1], 4096): pass
+            except BlockingIOError: pass
+            self._poked = True; return list(self.conn.notifies(timeout=0))
+        if r: got = list(self.conn.notifies(timeout=0))
     return got
 
 @patch
@@ -406,6 +438,7 @@ def wait(self:PgQueue, timeout:float)->bool:
         hit = False
         while True:  # every notification at hand is read: those of other queues and channels don't end the wait
             for n in self._notified(max(0, end-time.monotonic())): hit |= self._heard(n)
+            if self._poked: self._poked = False; return hit  # poked in this process (an enqueue here, a stop): look now
             if hit or time.monotonic() >= end: return hit
     # server gone: sleep it out, don't raise
     except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):

@@ -1,5 +1,5 @@
 "`PgQueue.wait` and `finished_notices`: what an idle worker hears through LISTEN/NOTIFY, read off the connection's socket"
-import threading, time
+import subprocess, sys, threading, time
 import pytest
 from concurrency_demo.pgqueue import PgQueue, pg_database
 
@@ -20,14 +20,33 @@ def test_wait_hears_its_queue(pg):
         assert w.wait(10) and time.monotonic() - t0 < 5  # woken by the enqueue, not the timeout
         t.join(); assert w.dequeue().data == 'x'
 
+def _enqueue_elsewhere(url, name, data, delay=0.05):
+    "Enqueue `data` to queue `name` after `delay` seconds, from another process (an enqueue in this one pokes its waits)"
+    code = f"import time; from concurrency_demo.pgqueue import PgQueue; time.sleep({delay}); PgQueue({url!r}, name={name!r}).enqueue({data!r})"
+    return subprocess.Popen([sys.executable, '-c', code])
+
 def test_other_queue_doesnt_end_the_wait(pg):
-    "A job of another queue is heard, but the wait goes on to its timeout and says no"
+    "A job of another queue, enqueued by another process, is heard, but the wait goes on to its timeout and says no"
     with PgQueue(pg, name='a') as w, PgQueue(pg, name='b') as b:
         w.wait(0)
-        t0 = time.monotonic(); t = _enqueue_later(pg, 'b', 'other', 0.05)
-        assert not w.wait(0.5)
-        assert time.monotonic() - t0 >= 0.5
-        t.join(); assert b.stats()['queued'] == 1
+        p = _enqueue_elsewhere(pg, 'b', 'other', 0.3)
+        time.sleep(0.2); t0 = time.monotonic()  # the other process is up (its imports take a moment): its enqueue comes in the wait
+        assert not w.wait(1.5)
+        assert time.monotonic() - t0 >= 1.5
+        assert p.wait(30) == 0 and b.stats()['queued'] == 1
+
+def test_enqueue_here_or_stop_ends_the_wait_at_once(pg):
+    "An enqueue in this process (any queue's), or a pool's stop (`_enqueued`), ends a wait at once: True only for its own queue"
+    from concurrency_demo.store import _enqueued
+    with PgQueue(pg, name='a') as w:
+        w.wait(0)
+        threading.Timer(0.1, _enqueued).start()
+        t0 = time.monotonic(); assert not w.wait(10) and time.monotonic() - t0 < 5
+        _enqueue_later(pg, 'b', 'other', 0.1)  # a thread of this process
+        t0 = time.monotonic(); assert not w.wait(10) and time.monotonic() - t0 < 5
+        w.close()
+        assert w._wake is None  # the pipe is closed with the queue, and off the list of pokes
+        _enqueued()
 
 def test_heard_while_busy(pg):
     "A notification that arrives while the connection runs a query is kept (psycopg's backlog), and the next wait returns at once"

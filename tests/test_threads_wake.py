@@ -19,10 +19,10 @@ def test_first_job_from_another_process_not_missed(tmp_path):
             while q.get(id).status != 'done' and time.monotonic() - t < 20: time.sleep(0.01)
             assert q.get(id).result == 42 and time.monotonic() - t < 4, time.monotonic() - t
 
-def test_idle_pool_stops_at_once(tmp_path):
-    "`stop` wakes the idle threads waiting in this process: an idle pool with a 5 s `poll` stops at once, not after its poll (SQLite; on PostgreSQL a thread waits on its socket, up to `poll`)"
-    db = str(tmp_path/'q.db'); open_queue(db).close()
-    w = ThreadWorkers(db, double, n=2, poll=5).start()
+def test_idle_pool_stops_at_once(store):
+    "`stop` wakes the idle threads waiting in this process: an idle pool with a 5 s `poll` stops at once, not after its poll (on PostgreSQL, by the queue's wake pipe beside its socket)"
+    open_queue(store).close()
+    w = ThreadWorkers(store, double, n=2, poll=5).start()
     time.sleep(0.5)  # both threads idle, each in its wait
     t = time.monotonic(); w.stop(timeout=10)
     assert not any(t.is_alive() for t in w.threads)
