@@ -18,7 +18,8 @@ from fastcore.utils import *
 statuses = ('queued', 'running', 'done', 'dead', 'cancelled')
 finished = ('done', 'dead', 'cancelled')
 errors_kept = 20  # errors a store remembers per job (`Store.errors`)
-buckets = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, float('inf'))  # upper bounds (s) of the run- and wait-time histograms the stores keep
+# upper bounds (s) of the run- and wait-time histograms the stores keep
+buckets = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, float('inf'))
 
 def bucket_sql(x:str)->str:
     "SQL for the label of the histogram bucket holding seconds `x` (`'0.05'`, …, `'+Inf'`)"
@@ -49,9 +50,11 @@ class Cancelled(LeaseLost):
     "This claim's job was cancelled (`Queue.cancel`) while it ran: its outcome is not stored."
 
 class StoreUnavailable(ConnectionError):
-    "The database can't be reached (server down or restarting, connection lost, file gone): call again later, the store reopens by itself."
+    ("The database can't be reached (server down or restarting, connection lost, file gone): call again later, the "
+     "store reopens by itself.")
 
-def _lost(id): return LeaseLost(f"Job {id} is no longer held by this claim (its lease expired, or another worker claimed it)")
+def _lost(id): return LeaseLost(f"Job {id} is no longer held by this claim (its lease expired, or another worker "
+                                "claimed it)")
 
 # %% ../nbs/00a_store.ipynb #07cb76a6
 _max_s = 1e9  # ~31 years: the longest delay, lease or wait in seconds that makes sense
@@ -61,7 +64,8 @@ def _num(name, v, lo=0, integer=False, hi=None):
     hi = ifnone(hi, 2**62 if integer else _max_s)
     ok = isinstance(v, int if integer else (int,float)) and not isinstance(v, bool) and math.isfinite(v)
     if not ok or not lo <= v <= hi:
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in [{lo}, {hi:g}] (finite), got {v!r}")
+        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'} in [{lo}, {hi:g}] (finite), got "
+                         f"{v!r}")
     return v
 
 def _worker_id(): return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -86,21 +90,25 @@ class Store:
     def __init__(self, name:str='default', # which queue in the database this object enqueues to, claims from and counts
                  lease:float=300, # seconds a claim holds a job before another worker may take it
                  worker:str=None, # this caller's worker id (default: a fresh random one)
-                 durable:bool=None, # wait for the disk at every commit (SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`); default: the store's own
+                 # wait for the disk at every commit (SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`);
+                 # default: the store's own
+                 durable:bool=None,
                  busy_timeout:float=10, # seconds to wait for a lock (and, on a server, to connect)
                  max_size:int=2**20, # largest encoded `data` or result accepted, in bytes
                  backoff:float=1, # first retry delay in seconds; doubles per attempt, with jitter
                  backoff_cap:float=3600, # longest retry delay
                  reclaim_every:float=1, # seconds between looks for expired leases
                  clock=time.time): # returns the time in seconds; injectable for tests
-        _num('lease', lease); _num('backoff', backoff); _num('backoff_cap', backoff_cap); _num('max_size', max_size, integer=True)
+        _num('lease', lease); _num('backoff', backoff); _num('backoff_cap', backoff_cap); 
+        _num('max_size', max_size, integer=True)
         _num('busy_timeout', busy_timeout); _num('reclaim_every', reclaim_every)
         if not isinstance(name, str) or not name: raise ValueError(f"name must be a non-empty string, got {name!r}")
         store_attr('name,lease,durable,busy_timeout,max_size,backoff,backoff_cap,reclaim_every,clock')
         self.worker,self._reclaimed,self.url,self._seen = worker or _worker_id(),None,None,None
         self._owner = threading.get_ident(), os.getpid()
 
-    def __repr__(self): return f"{type(self).__name__}({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, name={self.name!r}, worker={self.worker!r})"
+    def __repr__(self): return (f"{type(self).__name__}({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, "
+                                f"name={self.name!r}, worker={self.worker!r})")
     def __enter__(self): return self
     def __exit__(self, *a): self.close()
 
@@ -110,40 +118,56 @@ def _must(self): raise NotImplementedError(f"{type(self).__name__} doesn't suppl
 @patch
 def close(self:Store): "Close the connection"; _must(self)
 @patch
-def _tx(self:Store): "A context manager: one transaction on this object's connection, holding the write lock if the database has one"; _must(self)
+def _tx(self:Store):
+    "A context manager: one transaction on this object's connection, holding the write lock if the database has one"
+    _must(self)
 @patch
 def _run(self:Store, sql, params)->int: "Run one statement; return how many rows it changed (or returned)"; _must(self)
 @patch
 def _all(self:Store, sql, params)->list: "Run one statement; return its rows as tuples"; _must(self)
 @patch
-def _insert(self:Store, row)->int: "Insert one validated `row` (from `_row`), or return the id of the unfinished job holding its key"; _must(self)
+def _insert(self:Store, row)->int:
+    "Insert one validated `row` (from `_row`), or return the id of the unfinished job holding its key"
+    _must(self)
 @patch
-def _insert_many(self:Store, rows)->list: "Insert validated `rows` in one transaction; return their ids, in order"; _must(self)
+def _insert_many(self:Store, rows)->list:
+    "Insert validated `rows` in one transaction; return their ids, in order"
+    _must(self)
 @patch
-def _reclaim_expired(self:Store, now): "Requeue (or bury, if out of attempts) every running job whose lease ended before `now`"; _must(self)
+def _reclaim_expired(self:Store, now):
+    "Requeue (or bury, if out of attempts) every running job whose lease ended before `now`"
+    _must(self)
 @patch
-def _claim_rows(self:Store, p)->list: "Claim up to `p['n']` ready jobs of queue `p['queue']` atomically for `p['worker']`; return their rows"; _must(self)
+def _claim_rows(self:Store, p)->list:
+    "Claim up to `p['n']` ready jobs of queue `p['queue']` atomically for `p['worker']`; return their rows"
+    _must(self)
 @patch
-def _ack_many(self:Store, jobs, results, now): "Mark `jobs` done with the encoded `results`, all or none, or raise `_why` for the first not held"; _must(self)
+def _ack_many(self:Store, jobs, results, now):
+    "Mark `jobs` done with the encoded `results`, all or none, or raise `_why` for the first not held"
+    _must(self)
 
 _dialect = ('close', '_tx', '_run', '_all', '_insert', '_insert_many', '_reclaim_expired', '_claim_rows', '_ack_many')
-_statements = ('get', 'exists', 'by_key', 'stats', 'recent', 'counts', 'ack', 'fail', 'extend', 'release', 'prune', 'status', 'cancel', 'retry',
+_statements = ('get', 'exists', 'by_key', 'stats', 'recent', 'counts', 'ack', 'fail', 'extend', 'release', 'prune',
+               'status', 'cancel', 'retry',
                'progress', 'finished', 'cancelled', 'slot', 'claim_slot', 'job_stats', 'errors')
 
 # %% ../nbs/00a_store.ipynb #373a1b3e
-_pid = [os.getpid()]  # this process's id, kept up to date across forks (asking the kernel at every call costs a system call)
+# this process's id, kept up to date across forks (asking the kernel at every call costs a system call)
+_pid = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 @patch
 def _check(self:Store):
     "Refuse a call from any thread or process but the one that opened this store's connection"
     if self._owner != (threading.get_ident(), _pid[0]):
-        raise RuntimeError("A Queue's connection belongs to the thread and process that opened it: open one Queue per thread")
+        raise RuntimeError("A Queue's connection belongs to the thread and process that opened it: open one Queue per "
+                           "thread")
     self._alive()
 
 @patch
 def _alive(self:Store):
-    "Make sure the connection is usable, reopening it if the database went away and came back; else raise `StoreUnavailable`"
+    ("Make sure the connection is usable, reopening it if the database went away and came back; else raise "
+     "`StoreUnavailable`")
 
 @patch
 def _encode(self:Store, data, what='Job data'):
@@ -152,14 +176,16 @@ def _encode(self:Store, data, what='Job data'):
     try: s = json.dumps(data)
     except (TypeError, ValueError) as e: raise TypeError(f"{what} must be JSON-serializable: {e}") from None
     except RecursionError: raise ValueError(f"{what} is nested too deeply to encode as JSON") from None
-    if len(s.encode()) > self.max_size: raise ValueError(f"{what} is {len(s.encode()):,} bytes encoded, over max_size={self.max_size:,}")
+    if len(s.encode()) > self.max_size: raise ValueError(f"{what} is {len(s.encode()):,} bytes encoded, over "
+                                                         f"max_size={self.max_size:,}")
     return s
 
 # %% ../nbs/00a_store.ipynb #b2cfc76e
 @patch
 def _row(self:Store, data, priority=0, delay=0, key=None, max_attempts=3, now=None):
     "A validated row: `(queue, data, priority, max_attempts, run_at, key, created_at, updated_at)`"
-    _num('delay', delay); _num('priority', priority, lo=-2**62, integer=True); _num('max_attempts', max_attempts, lo=1, integer=True)
+    _num('delay', delay); _num('priority', priority, lo=-2**62, integer=True); 
+    _num('max_attempts', max_attempts, lo=1, integer=True)
     if key is not None and not isinstance(key, str): raise ValueError(f"key must be a string, got {key!r}")
     return (self.name, self._encode(data), priority, max_attempts, now+delay, key, now, now)
 
@@ -215,7 +241,8 @@ def dequeue_many(self:Store, n:int, # most jobs to claim
 
 @patch
 def _reclaim_due(self:Store, now)->bool:
-    "Look for expired leases at most every `reclaim_every` seconds, by the monotonic clock or by `clock` (which may step back)"
+    ("Look for expired leases at most every `reclaim_every` seconds, by the monotonic clock or by `clock` (which may "
+     "step back)")
     mono,last = time.monotonic(),self._reclaimed
     if last and mono - last[1] < self.reclaim_every and 0 <= now - last[0] < self.reclaim_every: return False
     self._reclaimed = now,mono
@@ -225,39 +252,6 @@ def _reclaim_due(self:Store, now)->bool:
 def dequeue(self:Store, worker:str=None, lease:float=None)->Job|None:
     "Claim the next job, or return `None` if nothing is ready"
     return first(self.dequeue_many(1, worker=worker, lease=lease))
-
-# %% ../nbs/00a_store.ipynb #e086d922
-_new_jobs,_enqueues = threading.Condition(),0  # told of every enqueue in this process (and by a store's watcher, of commits from elsewhere)
-_on_enqueued = []  # callables told of each of them too (an `AsyncWorkers` wakes its event loop with one)
-
-def _enqueued():
-    "Tell the workers waiting in this process that a job may have been enqueued"
-    global _enqueues
-    with _new_jobs: _enqueues += 1; _new_jobs.notify_all()
-    for f in list(_on_enqueued): f()
-
-@patch
-def _listen(self:Store):
-    "Make sure this process hears of jobs enqueued by other processes, if this store can be told (`Queue` watches its file)"
-
-@patch
-def wait(self:Store, timeout:float)->bool:
-    "Wait up to `timeout` seconds for a new job; `True` (at once) if one may have been enqueued since this store's last `dequeue`"
-    _num('timeout', timeout)
-    self._listen()
-    with _new_jobs:
-        n = ifnone(self._seen, _enqueues)  # counted from the last dequeue: an enqueue between an empty dequeue and this wait isn't missed
-        try: return _new_jobs.wait_for(lambda: _enqueues != n, timeout)
-        finally: self._seen = _enqueues
-
-@patch
-def _due_in(self:Store, cap:float)->float:
-    "Seconds until a delayed job of this queue may be ready, or a lease ends (to be reclaimed): at most `cap`, and `cap` if the store can't tell"
-    if self._paused_now(): return min(cap, self.pause_every)  # paused: look again soon, for a resume from another process
-    if 'next_due' not in self.sql: return cap
-    self._check()
-    t = self._all(self.sql['next_due'], dict(queue=self.name))[0][0]
-    return cap if t is None else max(0., min(cap, t - self.clock()))
 
 # %% ../nbs/00a_store.ipynb #d4d3629f
 _on_settled = []  # callables told the ids of jobs this process has just finished (`tasks` wakes its waiters with it)
@@ -269,7 +263,8 @@ def _settled(ids):
 @patch
 def _mine(self:Store, job):
     "Refuse a job of another queue: this object acts on queue `self.name` only"
-    if job.queue != self.name: raise ValueError(f"Job {job.id} belongs to queue {job.queue!r}, not {self.name!r}: open its own queue to change it")
+    if job.queue != self.name: raise ValueError(f"Job {job.id} belongs to queue {job.queue!r}, not {self.name!r}: open "
+                                                "its own queue to change it")
 
 @patch
 def _held(self:Store, job, sql, params):
@@ -279,10 +274,12 @@ def _held(self:Store, job, sql, params):
 
 @patch
 def _why(self:Store, id):
-    "The error for a job this claim doesn't hold: `KeyError` if there is no such job, `Cancelled` if it was cancelled, else `LeaseLost`"
+    ("The error for a job this claim doesn't hold: `KeyError` if there is no such job, `Cancelled` if it was "
+     "cancelled, else `LeaseLost`")
     rows = self._all(self.sql['exists'], (id,))
     if not rows: return KeyError(f"No job with id {id}")
-    if rows[0][0] == 'cancelled': return Cancelled(f"Job {id} was cancelled while this claim held it: its outcome is not stored")
+    if rows[0][0] == 'cancelled': return Cancelled(f"Job {id} was cancelled while this claim held it: its outcome is "
+                                                   "not stored")
     return _lost(id)
 
 @patch
@@ -292,44 +289,6 @@ def ack(self:Store, job:Job, result=None):
     self._held(job, self.sql['ack'], dict(result=self._encode(result, 'Job result'), now=self.clock()))
     job.status,job.result = 'done',result
     _settled([job.id])
-
-# %% ../nbs/00a_store.ipynb #1604cdb6
-@patch
-def _results(self:Store, jobs, results):
-    "`jobs` and `results` as lists of the same length (default: `None` each), and the results encoded"
-    jobs = list(jobs)
-    for j in jobs: self._mine(j)
-    results = [None]*len(jobs) if results is None else list(results)
-    if len(results)!=len(jobs): raise ValueError(f"results has {len(results)} items for {len(jobs)} jobs")
-    return jobs, results, [self._encode(r, 'Job result') for r in results]
-
-@patch
-def ack_many(self:Store, jobs, results=None):
-    "Acknowledge many jobs in one transaction: all of them, or none if any lease was lost"
-    jobs,results,rs = self._results(jobs, results)
-    now = self.clock()
-    self._check()
-    self._ack_many(jobs, rs, now)
-    for j,r in zip(jobs,results): j.status,j.result = 'done',r
-    _settled([j.id for j in jobs])
-
-@patch
-def _ack_each(self:Store, jobs, results, now)->list:
-    "One `ack` statement per job, in one transaction; the error of each job not held (`None`: acked). A store may do it in one statement"
-    with self._tx(): return [None if self._run(self.sql['ack'], dict(result=r, now=now, id=j.id, token=j.token)) == 1 else self._why(j.id)
-                             for j,r in zip(jobs, results)]
-
-@patch
-def ack_each(self:Store, jobs, results=None)->list:
-    "Acknowledge many jobs in one transaction, each fenced on its own: one no longer held is left as it is; return each job's error (`None`: acked)"
-    jobs,results,rs = self._results(jobs, results)
-    now = self.clock()
-    self._check()
-    errs = self._ack_each(jobs, rs, now)
-    for j,r,e in zip(jobs, results, errs):
-        if e is None: j.status,j.result = 'done',r
-    _settled([j.id for j,e in zip(jobs, errs) if e is None])
-    return errs
 
 # %% ../nbs/00a_store.ipynb #f1a4718f
 @patch
@@ -383,13 +342,15 @@ def progress(self:Store, job:Job, fraction:float, # how far along the job is, fr
 # %% ../nbs/00a_store.ipynb #337a3c7d
 @patch
 def _set_status(self:Store, id:int, frm:tuple, sql:str, params):
-    "Run `sql` on job `id` if its status is one of `frm`, else raise `KeyError` (no such job) or `ValueError` (wrong status)"
+    ("Run `sql` on job `id` if its status is one of `frm`, else raise `KeyError` (no such job) or `ValueError` (wrong "
+     "status)")
     self._check()
     with self._tx():
         st = self._all(self.sql['status'], (id,))
         if not st: raise KeyError(f"No job with id {id}")
         (status,queue,key), = st
-        if queue != self.name: raise ValueError(f"Job {id} belongs to queue {queue!r}, not {self.name!r}: open its own queue to change it")
+        if queue != self.name: raise ValueError(f"Job {id} belongs to queue {queue!r}, not {self.name!r}: open its own "
+                                                "queue to change it")
         if status not in frm: raise ValueError(f"Job {id} is {status}, not {' or '.join(frm)}")
         if status in ('dead', 'cancelled') and key is not None and (new := self._all(self.sql['by_key'], (queue, key))):
             raise ValueError(f"Job {id} can't be retried: its key {key!r} is held by unfinished job {new[0][0]}")
@@ -397,7 +358,8 @@ def _set_status(self:Store, id:int, frm:tuple, sql:str, params):
 
 @patch
 def cancel(self:Store, id:int):
-    "Cancel job `id`, queued or running: it becomes `cancelled`; a worker running it is told (its heartbeat looks), and its outcome won't be stored"
+    ("Cancel job `id`, queued or running: it becomes `cancelled`; a worker running it is told (its heartbeat looks), "
+     "and its outcome won't be stored")
     self._set_status(id, ('queued', 'running'), self.sql['cancel'], dict(now=self.clock()))
     _settled([id])
 
@@ -408,26 +370,11 @@ def retry(self:Store, id:int):
 
 @patch
 def prune(self:Store, older_than:float)->int:
-    "Delete this queue's finished jobs (`done`, `dead`, `cancelled`) last updated more than `older_than` seconds ago; return how many"
+    ("Delete this queue's finished jobs (`done`, `dead`, `cancelled`) last updated more than `older_than` seconds ago; "
+     "return how many")
     _num('older_than', older_than)
     self._check()
     return self._run(self.sql['prune'], dict(queue=self.name, before=self.clock()-older_than))
-
-# %% ../nbs/00a_store.ipynb #fb1bc24b
-@patch
-def claim_slot(self:Store, name:str, # a periodic task's name: its row in table `periodic`
-               slot:float, # the slot's start, in seconds since the epoch (every host computes the same)
-               first:bool=False, # at the very first sight of `name`, run this slot too, rather than only recording it
-               job:dict=None)->bool: # `enqueue`'s arguments (`data`, `priority`, `max_attempts`) for the slot's job, added in the same transaction
-    "Claim `slot` of periodic task `name` with one atomic upsert; `True` if this caller won it (its `job` is then enqueued), `False` for every other caller"
-    _num('slot', slot, hi=1e12)
-    row = self._row(**job, now=self.clock()) if job else None
-    self._check()
-    with self._tx():
-        had = self._all(self.sql['slot'], dict(name=name))
-        won = self._run(self.sql['claim_slot'], dict(name=name, slot=slot)) == 1 and bool(had or first)
-        if won and row: self._insert(row)
-    return won
 
 # %% ../nbs/00a_store.ipynb #82109545
 @patch
@@ -437,33 +384,6 @@ def get(self:Store, id:int)->Job:
     rows = self._all(self.sql['get'], (id,))
     if not rows: raise KeyError(f"No job with id {id}")
     return _job(rows[0])
-
-@patch
-def _ids_where(self:Store, stmt:str, ids)->set:
-    "Those of job `ids` that statement `stmt` selects (it takes them as a JSON array): one query, however many ids"
-    ids = [_num('id', i, integer=True) for i in ids]
-    self._check()
-    return {r[0] for r in self._all(self.sql[stmt], dict(ids=json.dumps(ids)))} if ids else set()
-
-@patch
-def finished(self:Store, ids)->set:
-    "Those of job `ids` that are finished (`done`, `dead` or `cancelled`)"
-    return self._ids_where('finished', ids)
-
-@patch
-def cancelled(self:Store, ids)->set:
-    "Those of job `ids` that have been cancelled (a heartbeat asks this of the jobs its worker is running)"
-    return self._ids_where('cancelled', ids)
-
-@patch
-def finished_notices(self:Store, timeout:float):
-    "Ids of jobs finished meanwhile, if the database tells of them (PostgreSQL's `NOTIFY`); else `None`: ask `finished` instead"
-    return None
-
-@patch
-def data_version(self:Store):
-    "A number that changes when another connection commits to the database, if the database keeps one (SQLite); else `None`"
-    return None
 
 @patch
 def stats(self:Store)->dict:
@@ -483,8 +403,162 @@ def counts(self:Store)->dict:
     "Jobs per status in every queue of the database: `{queue: {status: n}}`"
     self._check()
     res = {}
-    for name,st,n in self._all(self.sql['counts'], dict(queue=None)): res.setdefault(name, dict.fromkeys(statuses, 0))[st] = n
+    for name,st,n in self._all(self.sql['counts'], dict(queue=None)):
+        res.setdefault(name, dict.fromkeys(statuses, 0))[st] = n
     return res
+
+# %% ../nbs/00a_store.ipynb #c87d49e0
+def missing_dialect(cls)->list:
+    "The parts of a store's dialect that `cls` doesn't supply"
+    return ([p for p in _dialect if getattr(cls, p) is getattr(Store, p)] +
+            [f'sql.{s}' for s in _statements if s not in cls.sql])
+
+# %% ../nbs/00a_store.ipynb #5dcf6d04
+_stores = {'sqlite:///': 'concurrency_demo.dbqueue:Queue', 'postgresql://': 'concurrency_demo.pgqueue:PgQueue',
+           'postgres://': 'concurrency_demo.pgqueue:PgQueue'}
+
+def _store(url):
+    "The store class for `url` (a plain path is SQLite), imported by its module's name, and the location to give it"
+    s = str(url)
+    pre = next((p for p in _stores if s.startswith(p)), None)
+    if pre is None and '://' in s: raise ValueError(f"Unknown queue URL scheme in {s!r}: use a path, sqlite:///path or "
+                                                    "postgresql://")
+    mod,cls = _stores[pre or 'sqlite:///'].split(':')
+    return getattr(importlib.import_module(mod), cls), (s[len(pre):] if pre == 'sqlite:///' else url)
+
+def open_queue(url, **kwargs):
+    "Open the queue at `url`: a SQLite path, `sqlite:///path`, or `postgresql://…`"
+    cls,loc = _store(url)
+    return cls(loc, **kwargs)
+
+# %% ../nbs/00a_store.ipynb #e086d922
+# told of every enqueue in this process (and by a store's watcher, of commits from elsewhere)
+_new_jobs,_enqueues = threading.Condition(),0
+_on_enqueued = []  # callables told of each of them too (an `AsyncWorkers` wakes its event loop with one)
+
+def _enqueued():
+    "Tell the workers waiting in this process that a job may have been enqueued"
+    global _enqueues
+    with _new_jobs: _enqueues += 1; _new_jobs.notify_all()
+    for f in list(_on_enqueued): f()
+
+@patch
+def _listen(self:Store):
+    ("Make sure this process hears of jobs enqueued by other processes, if this store can be told (`Queue` watches its "
+     "file)")
+
+@patch
+def wait(self:Store, timeout:float)->bool:
+    ("Wait up to `timeout` seconds for a new job; `True` (at once) if one may have been enqueued since this store's "
+     "last `dequeue`")
+    _num('timeout', timeout)
+    self._listen()
+    with _new_jobs:
+        # counted from the last dequeue: an enqueue between an empty dequeue and this wait isn't missed
+        n = ifnone(self._seen, _enqueues)
+        try: return _new_jobs.wait_for(lambda: _enqueues != n, timeout)
+        finally: self._seen = _enqueues
+
+@patch
+def _due_in(self:Store, cap:float)->float:
+    ("Seconds until a delayed job of this queue may be ready, or a lease ends (to be reclaimed): at most `cap`, and "
+     "`cap` if the store can't tell")
+    # paused: look again soon, for a resume from another process
+    if self._paused_now(): return min(cap, self.pause_every)
+    if 'next_due' not in self.sql: return cap
+    self._check()
+    t = self._all(self.sql['next_due'], dict(queue=self.name))[0][0]
+    return cap if t is None else max(0., min(cap, t - self.clock()))
+
+# %% ../nbs/00a_store.ipynb #1604cdb6
+@patch
+def _results(self:Store, jobs, results):
+    "`jobs` and `results` as lists of the same length (default: `None` each), and the results encoded"
+    jobs = list(jobs)
+    for j in jobs: self._mine(j)
+    results = [None]*len(jobs) if results is None else list(results)
+    if len(results)!=len(jobs): raise ValueError(f"results has {len(results)} items for {len(jobs)} jobs")
+    return jobs, results, [self._encode(r, 'Job result') for r in results]
+
+@patch
+def ack_many(self:Store, jobs, results=None):
+    "Acknowledge many jobs in one transaction: all of them, or none if any lease was lost"
+    jobs,results,rs = self._results(jobs, results)
+    now = self.clock()
+    self._check()
+    self._ack_many(jobs, rs, now)
+    for j,r in zip(jobs,results): j.status,j.result = 'done',r
+    _settled([j.id for j in jobs])
+
+@patch
+def _ack_each(self:Store, jobs, results, now)->list:
+    ("One `ack` statement per job, in one transaction; the error of each job not held (`None`: acked). A store may do "
+     "it in one statement")
+    with self._tx(): return [None if self._run(self.sql['ack'], dict(result=r, now=now, id=j.id, token=j.token)) == 1
+                             else self._why(j.id)
+                             for j,r in zip(jobs, results)]
+
+@patch
+def ack_each(self:Store, jobs, results=None)->list:
+    ("Acknowledge many jobs in one transaction, each fenced on its own: one no longer held is left as it is; return "
+     "each job's error (`None`: acked)")
+    jobs,results,rs = self._results(jobs, results)
+    now = self.clock()
+    self._check()
+    errs = self._ack_each(jobs, rs, now)
+    for j,r,e in zip(jobs, results, errs):
+        if e is None: j.status,j.result = 'done',r
+    _settled([j.id for j,e in zip(jobs, errs) if e is None])
+    return errs
+
+# %% ../nbs/00a_store.ipynb #fb1bc24b
+@patch
+def claim_slot(self:Store, name:str, # a periodic task's name: its row in table `periodic`
+               slot:float, # the slot's start, in seconds since the epoch (every host computes the same)
+               first:bool=False, # at the very first sight of `name`, run this slot too, rather than only recording it
+               # `enqueue`'s arguments (`data`, `priority`, `max_attempts`) for the slot's job,
+               # added in the same transaction
+               job:dict=None)->bool:
+    ("Claim `slot` of periodic task `name` with one atomic upsert; `True` if this caller won it (its `job` is then "
+     "enqueued), `False` for every other caller")
+    _num('slot', slot, hi=1e12)
+    row = self._row(**job, now=self.clock()) if job else None
+    self._check()
+    with self._tx():
+        had = self._all(self.sql['slot'], dict(name=name))
+        won = self._run(self.sql['claim_slot'], dict(name=name, slot=slot)) == 1 and bool(had or first)
+        if won and row: self._insert(row)
+    return won
+
+# %% ../nbs/00a_store.ipynb #2dba6c23
+@patch
+def _ids_where(self:Store, stmt:str, ids)->set:
+    "Those of job `ids` that statement `stmt` selects (it takes them as a JSON array): one query, however many ids"
+    ids = [_num('id', i, integer=True) for i in ids]
+    self._check()
+    return {r[0] for r in self._all(self.sql[stmt], dict(ids=json.dumps(ids)))} if ids else set()
+
+@patch
+def finished(self:Store, ids)->set:
+    "Those of job `ids` that are finished (`done`, `dead` or `cancelled`)"
+    return self._ids_where('finished', ids)
+
+@patch
+def cancelled(self:Store, ids)->set:
+    "Those of job `ids` that have been cancelled (a heartbeat asks this of the jobs its worker is running)"
+    return self._ids_where('cancelled', ids)
+
+@patch
+def finished_notices(self:Store, timeout:float):
+    ("Ids of jobs finished meanwhile, if the database tells of them (PostgreSQL's `NOTIFY`); else `None`: ask "
+     "`finished` instead")
+    return None
+
+@patch
+def data_version(self:Store):
+    ("A number that changes when another connection commits to the database, if the database keeps one (SQLite); else "
+     "`None`")
+    return None
 
 @patch
 def errors(self:Store, id:int)->list:
@@ -495,7 +569,8 @@ def errors(self:Store, id:int)->list:
 
 @patch
 def job_stats(self:Store)->dict:
-    "What the store keeps about finished jobs, per queue, since it began keeping it: `{queue: {'finished': {outcome: n}, 'run': {le: (n, secs)}, 'wait': {…}}}`"
+    ("What the store keeps about finished jobs, per queue, since it began keeping it: `{queue: {'finished': {outcome: "
+     "n}, 'run': {le: (n, secs)}, 'wait': {…}}}`")
     self._check()
     res = {}
     for name,stat,n,secs in self._all(self.sql['job_stats'], {}):
@@ -504,32 +579,12 @@ def job_stats(self:Store)->dict:
         else: k,le = stat.split(' ', 1); d[k][le] = (n, secs)
     return res
 
-# %% ../nbs/00a_store.ipynb #c87d49e0
-def missing_dialect(cls)->list:
-    "The parts of a store's dialect that `cls` doesn't supply"
-    return [p for p in _dialect if getattr(cls, p) is getattr(Store, p)] + [f'sql.{s}' for s in _statements if s not in cls.sql]
-
-# %% ../nbs/00a_store.ipynb #5dcf6d04
-_stores = {'sqlite:///': 'concurrency_demo.dbqueue:Queue', 'postgresql://': 'concurrency_demo.pgqueue:PgQueue',
-           'postgres://': 'concurrency_demo.pgqueue:PgQueue'}
-
-def _store(url):
-    "The store class for `url` (a plain path is SQLite), imported by its module's name, and the location to give it"
-    s = str(url)
-    pre = next((p for p in _stores if s.startswith(p)), None)
-    if pre is None and '://' in s: raise ValueError(f"Unknown queue URL scheme in {s!r}: use a path, sqlite:///path or postgresql://")
-    mod,cls = _stores[pre or 'sqlite:///'].split(':')
-    return getattr(importlib.import_module(mod), cls), (s[len(pre):] if pre == 'sqlite:///' else url)
-
-def open_queue(url, **kwargs):
-    "Open the queue at `url`: a SQLite path, `sqlite:///path`, or `postgresql://…`"
-    cls,loc = _store(url)
-    return cls(loc, **kwargs)
-
 # %% ../nbs/00a_store.ipynb #bee77e8d
 class Queues:
-    "A store per thread and queue name over the database at `url`, opened on first use: for `def` routes, which run on a pool of threads"
-    def __init__(self, url, **queue_kwargs): self.url,self.qkw,self.local,self.opened,self.lock = url,queue_kwargs,threading.local(),[],threading.Lock()
+    ("A store per thread and queue name over the database at `url`, opened on first use: for `def` routes, which run "
+     "on a pool of threads")
+    def __init__(self, url, **queue_kwargs):
+        self.url,self.qkw,self.local,self.opened,self.lock = url,queue_kwargs,threading.local(),[],threading.Lock()
     def __repr__(self): return f"Queues({re.sub(r':[^:@/]*@', ':***@', str(self.url))!r}, {len(self.opened)} open)"
     def __call__(self, name:str='default'):
         "This thread's store for queue `name`"
@@ -550,14 +605,17 @@ def _like(s:str)->str: return '%' + str(s).lower().replace('\\', '\\\\').replace
 
 @patch
 def _find_where(self:Store, queue=None, status=None, task=None, q=None):
-    "The `WHERE` clause (and its parameters) selecting jobs by `queue`, `status`, `task` and text `q` (an id, or a piece of data, result, error or key)"
+    ("The `WHERE` clause (and its parameters) selecting jobs by `queue`, `status`, `task` and text `q` (an id, or a "
+     "piece of data, result, error or key)")
     p,fd,conds,args = self.find_dialect['p'],self.find_dialect,[],{}
-    if status is not None and status not in statuses: raise ValueError(f"Unknown status {str(status)[:30]!r}: choose one of {', '.join(statuses)}")
+    if status is not None and status not in statuses: raise ValueError(f"Unknown status {str(status)[:30]!r}: choose "
+                                                                       f"one of {', '.join(statuses)}")
     for col,v in (('queue', queue), ('status', status), (fd['task'], task)):
         if v is not None: conds.append(f"{col} = {p.format(f'v{len(args)}')}"); args[f'v{len(args)}'] = str(v)
     if q is not None and str(q).strip():
         q,pat = str(q).strip(),p.format('pat'); args['pat'] = _like(q)
-        text = ' OR '.join(f"lower(coalesce({c}, '')) LIKE {pat} ESCAPE '\\'" for c in ('data', 'result', 'error', 'key'))
+        text = ' OR '.join(f"lower(coalesce({c}, '')) LIKE {pat} ESCAPE '\\'"
+                           for c in ('data', 'result', 'error', 'key'))
         if q.isdigit() and len(q) < 19: conds.append(f"(id = {p.format('qid')} OR {text})"); args['qid'] = int(q)
         else: conds.append(f'({text})')
     return ' AND '.join(conds) or '1=1', args
@@ -586,35 +644,41 @@ def find(self:Store, queue:str=None, # only this queue's jobs (default: every qu
 @patch
 def finished_since(self:Store, t:float, # a time, in the store's clock
                    n:int=1000)->list: # most rows to return
-    "`(queue, status, created_at, updated_at)` of every queue's jobs that finished after `t`, in the order they finished"
+    ("`(queue, status, created_at, updated_at)` of every queue's jobs that finished after `t`, in the order they "
+     "finished")
     _num('t', t, hi=1e12); _num('n', n, lo=1, integer=True, hi=100_000)
     p = self.find_dialect['p']
     self._check()
     return [tuple(r) for r in self._all(f"""SELECT queue, status, created_at, updated_at FROM job
-  WHERE status IN ('done','dead','cancelled') AND updated_at > {p.format('t')} ORDER BY updated_at LIMIT {n}""", dict(t=t))]
+  WHERE status IN ('done','dead','cancelled') AND updated_at > {p.format('t')} ORDER BY updated_at LIMIT {n}""",
+                                        dict(t=t))]
 
 # %% ../nbs/00a_store.ipynb #9a17d763
 @patch
 def change_token(self:Store):
-    "A cheap value that changes when the database may have changed (another connection's commit); `None` if the store has none"
+    ("A cheap value that changes when the database may have changed (another connection's commit); `None` if the store "
+     "has none")
     return self.data_version()
 
 # %% ../nbs/00a_store.ipynb #28687752
 def parse_age(s)->float:
-    "Seconds from `s`: a number of seconds, or one with a unit (`90s`, `30m`, `12h`, `7d`); a `ValueError` naming the problem"
+    ("Seconds from `s`: a number of seconds, or one with a unit (`90s`, `30m`, `12h`, `7d`); a `ValueError` naming the "
+     "problem")
     m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*', str(s if s is not None else ''))
     if not m: raise ValueError(f"An age must be a number of seconds or like 30m, 12h, 7d; got {str(s)[:30]!r}")
     return float(m[1]) * dict(s=1, m=60, h=3600, d=86400)[m[2] or 's']
 
 # %% ../nbs/00a_store.ipynb #01c39c9d
 Store.pool_ddl = """
-CREATE TABLE IF NOT EXISTS pool (id TEXT PRIMARY KEY, kind TEXT NOT NULL, host TEXT NOT NULL, pid BIGINT NOT NULL, queues TEXT NOT NULL,
-  size BIGINT NOT NULL, every DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION NOT NULL, beat_at DOUBLE PRECISION NOT NULL,
-  processed BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0, running TEXT NOT NULL DEFAULT '[]', samples TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS pool (id TEXT PRIMARY KEY, kind TEXT NOT NULL, host TEXT NOT NULL, pid BIGINT NOT NULL,
+  queues TEXT NOT NULL, size BIGINT NOT NULL, every DOUBLE PRECISION NOT NULL, started_at DOUBLE PRECISION NOT NULL,
+  beat_at DOUBLE PRECISION NOT NULL, processed BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
+  running TEXT NOT NULL DEFAULT '[]', samples TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS paused (queue TEXT PRIMARY KEY, since DOUBLE PRECISION NOT NULL);
 """
 Store.pool_forget = 600.  # seconds after its last beat that a dead pool's row is deleted
-_pool_cols = ('id', 'kind', 'host', 'pid', 'queues', 'size', 'every', 'started_at', 'beat_at', 'processed', 'failed', 'running', 'samples')
+_pool_cols = ('id', 'kind', 'host', 'pid', 'queues', 'size', 'every', 'started_at', 'beat_at', 'processed', 'failed',
+              'running', 'samples')
 
 # %% ../nbs/00a_store.ipynb #ea49ce82
 @patch
@@ -626,13 +690,16 @@ def beat(self:Store, id:str, # the pool's id (its workers' id prefix)
          started_at:float, # when it started, by this store's clock
          processed:int=0, failed:int=0, # jobs acked and not acked since it started
          running=(), # ids of the jobs it runs now
-         samples=(), # `[t, processed, failed]` taken every few beats, oldest first: for its jobs/s over the last minutes
+         # `[t, processed, failed]` taken every few beats, oldest first: for its jobs/s over the last minutes
+         samples=(),
          host:str=None, pid:int=None): # where it runs (default: here)
     "Write pool `id`'s heartbeat row (insert or update it), and delete the rows of pools dead for `pool_forget` seconds"
     if not isinstance(id, str) or not id: raise ValueError(f"a pool's id must be a non-empty string, got {id!r}")
-    _num('every', every, lo=0.001); _num('size', size, integer=True); _num('processed', processed, integer=True); _num('failed', failed, integer=True)
+    _num('every', every, lo=0.001); _num('size', size, integer=True); 
+    _num('processed', processed, integer=True); _num('failed', failed, integer=True)
     p,now = self.find_dialect['p'],self.clock()
-    row = dict(id=id, kind=str(kind), host=host or socket.gethostname(), pid=ifnone(pid, os.getpid()), queues=json.dumps(list(queues)), size=size,
+    row = dict(id=id, kind=str(kind), host=host or socket.gethostname(), pid=ifnone(pid, os.getpid()),
+               queues=json.dumps(list(queues)), size=size,
                every=every, started_at=started_at, beat_at=now, processed=processed, failed=failed,
                running=json.dumps([int(i) for i in running]), samples=json.dumps([list(s) for s in samples]))
     self._check()
@@ -657,10 +724,12 @@ def pool_rate(p:dict, window:float)->float:
 
 @patch
 def pools(self:Store, dead_after:float=3)->list: # missed beats after which a pool counts as dead
-    "Every worker pool's row, as dicts, newest first: with `age` (seconds since its last beat), `alive`, and `rate_1m`/`rate_5m` (jobs/s)"
+    ("Every worker pool's row, as dicts, newest first: with `age` (seconds since its last beat), `alive`, and "
+     "`rate_1m`/`rate_5m` (jobs/s)")
     _num('dead_after', dead_after)
     self._check()
-    rows,now,res = self._all(f"SELECT {', '.join(_pool_cols)} FROM pool ORDER BY started_at DESC, id", ()),self.clock(),[]
+    rows,now,res = (self._all(f"SELECT {', '.join(_pool_cols)} FROM pool ORDER BY started_at DESC, id", ()),
+                    self.clock(), [])
     for r in rows:
         p = dict(zip(_pool_cols, r))
         for k in ('queues', 'running', 'samples'): p[k] = json.loads(p[k])
@@ -689,7 +758,8 @@ def paused(self:Store)->set:
 
 @patch
 def _paused_now(self:Store)->bool:
-    "Is this store's queue paused? Its copy of the paused set, read again if a pause happened here since, or if older than `pause_every` s (0.02 s while paused)"
+    ("Is this store's queue paused? Its copy of the paused set, read again if a pause happened here since, or if older "
+     "than `pause_every` s (0.02 s while paused)")
     n,t,names = getattr(self, '_pz', (None, 0., ()))
     if n != _pauses or time.monotonic() - t > (0.02 if self.name in names else self.pause_every):
         names = self.paused(); self._pz = (_pauses, time.monotonic(), names)
@@ -698,10 +768,12 @@ def _paused_now(self:Store)->bool:
 # %% ../nbs/00a_store.ipynb #99ec6f27
 @patch
 def pause(self:Store, queue:str=None)->bool: # default: this store's queue
-    "Stop every worker, in every process, from claiming jobs of `queue` until `resume`; enqueueing goes on. `False` if it was paused already"
+    ("Stop every worker, in every process, from claiming jobs of `queue` until `resume`; enqueueing goes on. `False` "
+     "if it was paused already")
     queue,p = _queue_name(ifnone(queue, self.name)),self.find_dialect['p']
     self._check()
-    n = self._run(f"INSERT INTO paused (queue, since) VALUES ({p.format('queue')}, {p.format('now')}) ON CONFLICT (queue) DO NOTHING",
+    n = self._run(f"INSERT INTO paused (queue, since) VALUES ({p.format('queue')}, {p.format('now')}) ON CONFLICT "
+                  "(queue) DO NOTHING",
                   dict(queue=queue, now=self.clock()))
     _pause_changed()
     return n == 1
@@ -713,6 +785,7 @@ def resume(self:Store, queue:str=None)->bool:
     self._check()
     n = self._run(f"DELETE FROM paused WHERE queue = {self.find_dialect['p'].format('queue')}", dict(queue=queue))
     _pause_changed()
-    if 'resumed' in self.sql: self._run(self.sql['resumed'], dict(queue=queue))  # tell other processes (PostgreSQL: NOTIFY)
+    # tell other processes (PostgreSQL: NOTIFY)
+    if 'resumed' in self.sql: self._run(self.sql['resumed'], dict(queue=queue))
     _enqueued()
     return n == 1

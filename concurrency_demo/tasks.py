@@ -295,6 +295,16 @@ def _with_deadline(t:Task, args, kwargs):
     if 'err' in out: raise out['err']
     return out['res']
 
+# %% ../nbs/03a_tasks.ipynb #6dd92397
+@patch
+def lifespan(self:Tasks, threads:int=4, # worker threads per queue of sync tasks
+             concurrency:int=50, # most jobs in flight per queue of async tasks, on the server's event loop
+             processes:int=0, # worker processes per queue sent to processes
+             **kwargs): # more options of `asgi.lifespan`: `queues`, `workers`, `stop_timeout`, `poll`, `log`
+    "A Starlette lifespan that runs this registry's worker pools with the app: `FastAPI(lifespan=tasks.lifespan())`"
+    from .asgi import lifespan  # the web layer (no web framework needed: a lifespan is an async context manager)
+    return lifespan(self, threads=threads, concurrency=concurrency, processes=processes, **kwargs)
+
 # %% ../nbs/03a_tasks.ipynb #d8ae99a9
 def _croniter():
     "croniter's class, imported on first use: it is the optional `cron` extra"
@@ -490,13 +500,3 @@ async def aevents(self:Handle):
             last = ev
     finally: feed.remove(self.id, put)
 
-
-# %% ../nbs/03a_tasks.ipynb #6dd92397
-@patch
-def lifespan(self:Tasks, threads:int=4, # worker threads per queue of sync tasks
-             concurrency:int=50, # most jobs in flight per queue of async tasks, on the server's event loop
-             processes:int=0, # worker processes per queue sent to processes
-             **kwargs): # more options of `asgi.lifespan`: `queues`, `workers`, `stop_timeout`, `poll`, `log`
-    "A Starlette lifespan that runs this registry's worker pools with the app: `FastAPI(lifespan=tasks.lifespan())`"
-    from .asgi import lifespan  # the web layer (no web framework needed: a lifespan is an async context manager)
-    return lifespan(self, threads=threads, concurrency=concurrency, processes=processes, **kwargs)
