@@ -70,6 +70,7 @@ def system_packages():
     return all(found() for found in SYSTEM.values())
 
 def main(args):
+    if args in (['-h'], ['--help']): print(f"usage: python tools/test_all.py [pytest arguments]\n\n{__doc__.strip()}"); return 0
     if not system_packages(): return 1
     nb_rc = 0
     if os.environ.get('CDEMO_SKIP_NBDEV_TEST') != '1':
