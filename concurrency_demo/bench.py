@@ -7,9 +7,9 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/benchmarks.html.md"""
 # %% auto #0
 __all__ = ['ops', 'impl_notes', 'bench_sections', 'bench_needs', 'load', 'machine', 'describe', 'rate', 'median_rate',
            'RawSQLite', 'QueueImpl', 'HueyImpl', 'LitequeueImpl', 'PersistQueueImpl', 'peers', 'impls', 'measure',
-           'bench_rates', 'bench_backlog', 'drain_procs', 'bench_procs_queue', 'fsync_ms', 'targets', 'bench_queue',
-           'rates_table', 'targets_table', 'plot_queue', 'find_bench', 'run_section', 'bench_dir', 'load_bench',
-           'merge', 'plotter', 'plot_section', 'save_plots', 'default_out', 'run_all', 'main', 'section_md']
+           'bench_rates', 'bench_queue', 'rates_table', 'targets_table', 'plot_queue', 'find_bench', 'run_section',
+           'bench_dir', 'load_bench', 'merge', 'plotter', 'plot_section', 'save_plots', 'default_out', 'run_all',
+           'main', 'bench_backlog', 'drain_procs', 'bench_procs_queue', 'fsync_ms', 'targets', 'section_md']
 
 # %% ../nbs/08_benchmarks.ipynb #333dec34
 import importlib, inspect, json, os, platform, shutil, statistics, sys, tempfile, time
@@ -22,11 +22,13 @@ from .dbqueue import Queue, connect
 
 # %% ../nbs/08_benchmarks.ipynb #954c234f
 def _cpu_model():
-    try: return first(l.split(':',1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name'))
+    try: return first(l.split(':',1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
+                      if l.startswith('model name'))
     except OSError: return platform.processor() or platform.machine()
 
 def _mem_gib():
-    try: kb = int(first(l for l in Path('/proc/meminfo').read_text().splitlines() if l.startswith('MemTotal')).split()[1])
+    try: kb = int(first(l for l in Path('/proc/meminfo').read_text().splitlines()
+                        if l.startswith('MemTotal')).split()[1])
     except (OSError, TypeError): return None
     return round(kb/2**20, 1)
 
@@ -37,7 +39,8 @@ def load() -> list:
 def machine(url:str=None) -> dict: # a PostgreSQL server's URL, to add its version (and psycopg's)
     "A description of this machine for a benchmark record: CPU, memory, versions, load and date"
     d = dict(platform=platform.platform(), python=platform.python_version(), cpus=os.cpu_count(), cpu=_cpu_model(),
-             mem_gib=_mem_gib(), sqlite=apsw.sqlite_lib_version(), load=load(), date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+             mem_gib=_mem_gib(), sqlite=apsw.sqlite_lib_version(), load=load(),
+             date=datetime.now(timezone.utc).isoformat(timespec='seconds'))
     if url:
         import psycopg
         with psycopg.connect(str(url)) as c: d['postgres'] = c.execute("SHOW server_version").fetchone()[0].split()[0]
@@ -48,7 +51,8 @@ def machine(url:str=None) -> dict: # a PostgreSQL server's URL, to add its versi
 def describe(m:dict) -> str:
     "One line naming the machine `m` and its load, from whichever of `machine`'s keys it has"
     g = m.get
-    parts = [f"{g('cpus','?')} × {g('cpu') or 'CPU'}", g('mem_gib') and f"{g('mem_gib')} GiB", g('python') and f"Python {g('python')}",
+    parts = [f"{g('cpus','?')} × {g('cpu') or 'CPU'}", g('mem_gib') and f"{g('mem_gib')} GiB",
+             g('python') and f"Python {g('python')}",
              g('sqlite') and f"SQLite {g('sqlite')}", g('load') and f"load {g('load')[0]}"]
     return ', '.join(filter(None, parts)) + (f" ({str(g('date'))[:10]})" if g('date') else '')
 
@@ -66,17 +70,20 @@ def median_rate(setup, n:int, repeats:int=5) -> dict:
 
 # %% ../nbs/08_benchmarks.ipynb #63199683
 class RawSQLite:
-    "The least a SQLite queue can do: insert, claim with one `UPDATE … RETURNING`, mark done; WAL and `synchronous=NORMAL`"
+    ("The least a SQLite queue can do: insert, claim with one `UPDATE … RETURNING`, mark done; WAL and "
+     "`synchronous=NORMAL`")
     name = 'raw SQLite'
     def __init__(self, path, durable=False):
         self.db = connect(path, durable=durable)
         self.c = self.db.conn
-        self.c.execute("""CREATE TABLE IF NOT EXISTS job (id INTEGER PRIMARY KEY, data TEXT, status INTEGER NOT NULL DEFAULT 0);
+        self.c.execute("""CREATE TABLE IF NOT EXISTS job (id INTEGER PRIMARY KEY, data TEXT,
+                                                          status INTEGER NOT NULL DEFAULT 0);
                           CREATE INDEX IF NOT EXISTS job_ready ON job (id) WHERE status=0""")
     def put(self, x): self.c.execute("INSERT INTO job (data) VALUES (?)", (json.dumps(x),))
     def put_many(self, xs):
         with self.c: self.c.executemany("INSERT INTO job (data) VALUES (?)", [(json.dumps(x),) for x in xs])
-    def _claim(self, n): return self.c.execute("""UPDATE job SET status=1 WHERE id IN (SELECT id FROM job WHERE status=0 ORDER BY id LIMIT ?)
+    def _claim(self, n): return self.c.execute("""UPDATE job SET status=1
+                                                  WHERE id IN (SELECT id FROM job WHERE status=0 ORDER BY id LIMIT ?)
                                                   RETURNING id, data""", (n,)).fetchall()
     def take(self):
         for id,d in self._claim(1): self.c.execute("UPDATE job SET status=2 WHERE id=?", (id,))
@@ -84,7 +91,8 @@ class RawSQLite:
         rows = self._claim(n)
         with self.c: self.c.executemany("UPDATE job SET status=2 WHERE id=?", [(id,) for id,d in rows])
         return len(rows)
-    def pragmas(self): return dict(journal_mode=self.db.q("PRAGMA journal_mode")[0]['journal_mode'], synchronous=_sync(self.db.q("PRAGMA synchronous")[0]['synchronous']))
+    def pragmas(self): return dict(journal_mode=self.db.q("PRAGMA journal_mode")[0]['journal_mode'],
+                                   synchronous=_sync(self.db.q("PRAGMA synchronous")[0]['synchronous']))
     def checkpoint(self): self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     def close(self): self.db.close()
 
@@ -154,7 +162,8 @@ class PersistQueueImpl:
 
 def _pragmas(conn):
     "journal mode and synchronous setting of a `sqlite3` connection"
-    return dict(journal_mode=conn.execute("PRAGMA journal_mode").fetchone()[0], synchronous=_sync(conn.execute("PRAGMA synchronous").fetchone()[0]))
+    return dict(journal_mode=conn.execute("PRAGMA journal_mode").fetchone()[0],
+                synchronous=_sync(conn.execute("PRAGMA synchronous").fetchone()[0]))
 
 _peers = dict(huey=HueyImpl, litequeue=LitequeueImpl, persistqueue=PersistQueueImpl)
 def peers() -> dict:
@@ -207,97 +216,13 @@ def bench_rates(n:int=5000, # jobs for the one-at-a-time calls
     return {k: {op: dict(jobs_s=round(statistics.median(rs)), runs=[round(r) for r in rs])
                 for op,rs in d.items() if rs[0] is not None} for k,d in runs.items()}
 
-# %% ../nbs/08_benchmarks.ipynb #65b93d48
-def bench_backlog(mk=QueueImpl, sizes=(1000, 100_000), m:int=1000, batch:int=100, repeats:int=9) -> dict:
-    "Median drain rate of `m` jobs with each of `sizes` jobs waiting, one at a time and in batches, and the ratio largest/smallest"
-    with tempfile.TemporaryDirectory(prefix='cdemo-bench-') as d:
-        qs = {w: mk(Path(d)/f'q{w}') for w in sizes}
-        for w,o in qs.items(): o.put_many([{'n': i} for i in range(w)]); o.checkpoint()
-        res = {}
-        for mode,b in (('single',0), ('batch',batch)):
-            rs = {w: [] for w in sizes}
-            for _ in range(repeats):
-                for w,o in qs.items():  # sizes take turns, so a burst of load from elsewhere hits both alike
-                    rs[w].append(rate(_drain(o, min(m,w), b), min(m,w)))
-                    o.put_many([{'n': i} for i in range(min(m,w))]); o.checkpoint()  # top up, untimed
-            res[mode] = {str(w): round(statistics.median(v)) for w,v in rs.items()}
-            res[mode]['ratio'] = round(res[mode][str(sizes[-1])]/res[mode][str(sizes[0])], 3)
-        for o in qs.values(): o.close()
-    return res
-
-# %% ../nbs/08_benchmarks.ipynb #c2b67797
-def _proc_drain(path, batch, bar, out):
-    "Worker process: open a `Queue`, wait for the start, drain `path`, report the count"
-    q = Queue(path)
-    bar.wait()
-    o,n = QueueImpl.__new__(QueueImpl),0
-    o.q = q
-    if batch:
-        while (k := o.take_many(batch)): n += k
-    else:
-        while (j := q.dequeue()): q.ack(j); n += 1
-    q.close()
-    out.put(n)
-
-def drain_procs(path, p:int, batch:int=0) -> float:
-    "Jobs/s of `p` processes draining the queue at `path` (`batch` jobs per call, or one at a time if 0)"
-    import multiprocess as mp
-    n = Queue(path).stats()['queued']
-    bar,out = mp.Barrier(p+1),mp.Queue()
-    ps = [mp.Process(target=_proc_drain, args=(path, batch, bar, out), daemon=True) for _ in range(p)]
-    for o in ps: o.start()
-    bar.wait(); t = time.perf_counter()
-    got = sum(out.get(timeout=600) for _ in ps)
-    dt = time.perf_counter()-t
-    for o in ps: o.join(10)
-    assert got == n, f"{p} processes drained {got} of {n} jobs"
-    return n/dt
-
-# %% ../nbs/08_benchmarks.ipynb #e5312532
-def bench_procs_queue(n:int=20_000, procs=(1, 4), batch:int=100, repeats:int=3) -> dict:
-    "Median total jobs/s of 1 and 4 processes draining `n` jobs, one at a time and in batches, and the ratio"
-    res = {}
-    for mode,b in (('single',0), ('batch',batch)):
-        rs = {p: [] for p in procs}
-        for _ in range(repeats):
-            for p in procs:
-                with tempfile.TemporaryDirectory(prefix='cdemo-bench-') as d:
-                    Queue(Path(d)/'q').enqueue_many([{'n': i} for i in range(n)])
-                    rs[p].append(drain_procs(Path(d)/'q', p, b))
-        res[mode] = {str(p): round(statistics.median(v)) for p,v in rs.items()}
-        res[mode]['ratio'] = round(res[mode][str(procs[-1])]/res[mode][str(procs[0])], 3)
-    return res
-
-# %% ../nbs/08_benchmarks.ipynb #7d86c6c5
-def fsync_ms(n:int=200) -> float:
-    "Median milliseconds of writing 100 bytes and `fsync`ing, in the temp folder"
-    with tempfile.TemporaryDirectory(prefix='cdemo-bench-') as d:
-        fd,ts = os.open(Path(d)/'f', os.O_WRONLY|os.O_CREAT),[]
-        try:
-            for _ in range(n):
-                t = time.perf_counter(); os.write(fd, b'x'*100); os.fsync(fd); ts.append(time.perf_counter()-t)
-        finally: os.close(fd)
-    return round(statistics.median(ts)*1000, 3)
-
-# %% ../nbs/08_benchmarks.ipynb #5519c931
-def _most(d): return max(int(k) for k in d if k.isdigit())
-def _least(d): return min(int(k) for k in d if k.isdigit())
-
-def targets(res:dict) -> list:
-    "Each target of the queue benchmark `res`: what it asks, the measured value, and whether it was met"
-    q,bl,pr = res['rates']['Queue'],res['backlog'],res['procs']
-    ts = [('dequeue_many+ack_many, 1 process', 20_000, q['dequeue_many+ack_many']['jobs_s'], 'jobs/s'),
-          ('dequeue+ack one at a time, 1 process', 5_000, q['dequeue+ack']['jobs_s'], 'jobs/s'),
-          ('enqueue_many', 100_000, q['enqueue_many']['jobs_s'], 'jobs/s'),
-          *[(f"drain rate ({m}), {_most(bl[m]):,} waiting ÷ {_least(bl[m]):,} waiting", 0.8, bl[m]['ratio'], '×') for m in bl],
-          *[(f"total rate ({m}), {_most(pr[m])} processes ÷ {_least(pr[m])}", 1.0, pr[m]['ratio'], '×') for m in pr]]
-    return [dict(target=t, at_least=lo, value=v, unit=u, met=v>=lo) for t,lo,v,u in ts]
-
 # %% ../nbs/08_benchmarks.ipynb #e9f95ff0
 def bench_queue(quick:bool=False) -> dict:
     "The queue benchmark: rates of every implementation, backlog, processes, durability and the targets"
-    p = (dict(n=300, n_many=3000, repeats=1, sizes=(1000, 10_000), m=300, backlog_repeats=1, procs_n=2000, procs_repeats=1) if quick else
-         dict(n=5000, n_many=50_000, repeats=5, sizes=(1000, 100_000), m=1000, backlog_repeats=9, procs_n=20_000, procs_repeats=5))
+    p = (dict(n=300, n_many=3000, repeats=1, sizes=(1000, 10_000), m=300, backlog_repeats=1, procs_n=2000,
+              procs_repeats=1) if quick else
+         dict(n=5000, n_many=50_000, repeats=5, sizes=(1000, 100_000), m=1000, backlog_repeats=9, procs_n=20_000,
+              procs_repeats=5))
     res = dict(params=p, fsync_ms=fsync_ms(20 if quick else 200))
     res['rates'] = bench_rates(p['n'], p['n_many'], p['repeats'])
     res['pragmas'] = _all_pragmas()
@@ -324,15 +249,18 @@ def rates_table(res:dict) -> str:
     "Markdown table of jobs/s by implementation and operation, from a queue benchmark result"
     hdr = "| implementation | " + " | ".join(ops) + " | pragmas |\n|---|" + "---:|"*len(ops) + "---|\n"
     rows = [f"| {k} | " + " | ".join(_k(d[op]['jobs_s']) if op in d else '—' for op in ops) +
-            f" | {res['pragmas'][k]['journal_mode']}, {res['pragmas'][k]['synchronous']} |" for k,d in res['rates'].items()]
+            f" | {res['pragmas'][k]['journal_mode']}, {res['pragmas'][k]['synchronous']} |"
+            for k,d in res['rates'].items()]
     notes = [f"\n\n*{v}*" for k,v in impl_notes.items() if k in res['rates']]
     return hdr + "\n".join(rows) + "".join(notes)
 
-impl_notes = {'huey': "huey's `dequeue` deletes the task, so it is also the ack: a worker that crashes after it loses the task."}
+impl_notes = {'huey': "huey's `dequeue` deletes the task, so it is also the ack: a worker that crashes after it loses "
+                      "the task."}
 
 def targets_table(res:dict) -> str:
     "Markdown table of the targets: what each asks, the measured value, met or not"
-    rows = [f"| {t['target']} | ≥ {t['at_least']:,} {t['unit']} | {t['value']:,} {t['unit']} | {'✓ met' if t['met'] else '✗ not met'} |" for t in targets(res)]
+    rows = [f"| {t['target']} | ≥ {t['at_least']:,} {t['unit']} | {t['value']:,} {t['unit']} | "
+            f"{'✓ met' if t['met'] else '✗ not met'} |" for t in targets(res)]
     return "| target | asks | measured | |\n|---|---:|---:|---|\n" + "\n".join(rows)
 
 # %% ../nbs/08_benchmarks.ipynb #9f699977
@@ -343,9 +271,11 @@ def plot_queue(res:dict, # the results of `bench_queue` (at least `rates`)
     import matplotlib.pyplot as plt
     names = list(res['rates'])
     fig,axs = plt.subplots(1, 2, figsize=(11, 4), sharey=True) if ax is None else (ax[0].figure, ax)
-    for a,(title,pair) in zip(axs, (('enqueue', ('enqueue', 'enqueue_many')), ('dequeue + ack', ('dequeue+ack', 'dequeue_many+ack_many')))):
+    for a,(title,pair) in zip(axs, (('enqueue', ('enqueue', 'enqueue_many')),
+                                    ('dequeue + ack', ('dequeue+ack', 'dequeue_many+ack_many')))):
         for i,(op,lbl) in enumerate(zip(pair, ('one call per job', 'batch calls'))):
-            xs = [j + ((i-0.5)*0.4 if all(o in res['rates'][k] for o in pair) else 0) for j,k in enumerate(names) if op in res['rates'][k]]
+            xs = [j + ((i-0.5)*0.4 if all(o in res['rates'][k] for o in pair) else 0) for j,k in enumerate(names)
+                  if op in res['rates'][k]]
             vs = [res['rates'][k][op]['jobs_s'] for k in names if op in res['rates'][k]]
             bars = a.bar(xs, vs, width=0.4, label=lbl)
             a.bar_label(bars, [_k(v) for v in vs], fontsize=7)
@@ -358,21 +288,33 @@ def plot_queue(res:dict, # the results of `bench_queue` (at least `rates`)
 
 # %% ../nbs/08_benchmarks.ipynb #9978d888
 bench_sections = dict(  # section: (modules to look in, benchmark function, plot function)
-    queue=(('bench',), 'bench_queue', 'plot_queue'),                   # lesson 00: the queue against raw SQLite and its peers
-    threads=(('bench_runtimes',), 'bench_threads', 'plot_timelines'),  # lesson 01: thread workers
-    llm=(('bench_runtimes',), 'bench_llm', 'plot_llm'),                # lessons 02-03: LLM fan-out against the ideal
-    procs=(('bench_runtimes',), 'bench_procs', 'plot_procs'),          # lesson 04: threads against processes on CPU work
-    console=(('bench_runtimes',), 'bench_console', 'plot_console'),    # lesson 06: console responsiveness against a blocking route
-    pg=(('bench_runtimes',), 'bench_pg', 'plot_pg'),                   # lesson 09: PgQueue against SQLite
-    tasks=(('bench_runtimes',), 'bench_tasks', 'plot_tasks'),          # lesson 03a: enqueue → result() round trips, and many waiters
-    latency=(('bench_runtimes',), 'bench_latency', 'plot_latency'),    # lessons 00-01: how soon a job starts, per runtime and store
-    throughput=(('bench_runtimes',), 'bench_throughput', 'plot_throughput'))  # lessons 00-01: 100,000 jobs drained through the runtimes
+    # lesson 00: the queue against raw SQLite and its peers
+    queue=(('bench',), 'bench_queue', 'plot_queue'),
+    # lesson 01: thread workers
+    threads=(('bench_runtimes',), 'bench_threads', 'plot_timelines'),
+    # lessons 02-03: LLM fan-out against the ideal
+    llm=(('bench_runtimes',), 'bench_llm', 'plot_llm'),
+    # lesson 04: threads against processes on CPU work
+    procs=(('bench_runtimes',), 'bench_procs', 'plot_procs'),
+    # lesson 06: console responsiveness against a blocking route
+    console=(('bench_runtimes',), 'bench_console', 'plot_console'),
+    # lesson 09: PgQueue against SQLite
+    pg=(('bench_runtimes',), 'bench_pg', 'plot_pg'),
+    # lesson 03a: enqueue → result() round trips, and many waiters
+    tasks=(('bench_runtimes',), 'bench_tasks', 'plot_tasks'),
+    # lessons 00-01: how soon a job starts, per runtime and store
+    latency=(('bench_runtimes',), 'bench_latency', 'plot_latency'),
+    # lessons 00-01: 100,000 jobs drained through the runtimes
+    throughput=(('bench_runtimes',), 'bench_throughput', 'plot_throughput'))
 
-bench_needs = dict(llm=('openai', 'aiohttp'), console=('fasthtml', 'uvicorn', 'httpx2'), pg=('psycopg',), tasks=('psycopg',), latency=('psycopg',), throughput=('psycopg',))  # beyond the core
+# beyond the core
+bench_needs = dict(llm=('openai', 'aiohttp'), console=('fasthtml', 'uvicorn', 'httpx2'), pg=('psycopg',),
+                   tasks=('psycopg',), latency=('psycopg',), throughput=('psycopg',))
 
 def find_bench(name:str):
     "The benchmark function of section `name`, or a string saying why it isn't available"
-    if name not in bench_sections: raise ValueError(f"Unknown benchmark section {name!r}: choose from {', '.join(bench_sections)}")
+    if name not in bench_sections: raise ValueError(f"Unknown benchmark section {name!r}: choose from "
+                                                    f"{', '.join(bench_sections)}")
     if (miss := [m for m in bench_needs.get(name, ()) if not importlib.util.find_spec(m)]):
         return f"{name} needs {', '.join(miss)}, which {'is' if len(miss)==1 else 'are'} not installed"
     mods,fn,_ = bench_sections[name]
@@ -477,9 +419,98 @@ def main(quick:store_true=False, # tiny sizes, to check that every benchmark run
     print('\n' + describe(res['machine']))
     for k in names:
         d = res[k]
-        print(f"  {k}: " + (f"ERROR\n{d['error']}" if 'error' in d else f"skipped ({d['skipped']})" if 'skipped' in d else f"{d['seconds']} s"))
+        print(f"  {k}: " + (f"ERROR\n{d['error']}" if 'error' in d else f"skipped ({d['skipped']})" if 'skipped' in d
+                            else f"{d['seconds']} s"))
     print(f"wrote {out} and the section files beside it")
     if (bad := [k for k in names if 'error' in res[k]]): sys.exit(f"benchmarks failed: {', '.join(bad)}")
+
+# %% ../nbs/08_benchmarks.ipynb #65b93d48
+def bench_backlog(mk=QueueImpl, sizes=(1000, 100_000), m:int=1000, batch:int=100, repeats:int=9) -> dict:
+    ("Median drain rate of `m` jobs with each of `sizes` jobs waiting, one at a time and in batches, and the ratio "
+     "largest/smallest")
+    with tempfile.TemporaryDirectory(prefix='cdemo-bench-') as d:
+        qs = {w: mk(Path(d)/f'q{w}') for w in sizes}
+        for w,o in qs.items(): o.put_many([{'n': i} for i in range(w)]); o.checkpoint()
+        res = {}
+        for mode,b in (('single',0), ('batch',batch)):
+            rs = {w: [] for w in sizes}
+            for _ in range(repeats):
+                for w,o in qs.items():  # sizes take turns, so a burst of load from elsewhere hits both alike
+                    rs[w].append(rate(_drain(o, min(m,w), b), min(m,w)))
+                    o.put_many([{'n': i} for i in range(min(m,w))]); o.checkpoint()  # top up, untimed
+            res[mode] = {str(w): round(statistics.median(v)) for w,v in rs.items()}
+            res[mode]['ratio'] = round(res[mode][str(sizes[-1])]/res[mode][str(sizes[0])], 3)
+        for o in qs.values(): o.close()
+    return res
+
+# %% ../nbs/08_benchmarks.ipynb #c2b67797
+def _proc_drain(path, batch, bar, out):
+    "Worker process: open a `Queue`, wait for the start, drain `path`, report the count"
+    q = Queue(path)
+    bar.wait()
+    o,n = QueueImpl.__new__(QueueImpl),0
+    o.q = q
+    if batch:
+        while (k := o.take_many(batch)): n += k
+    else:
+        while (j := q.dequeue()): q.ack(j); n += 1
+    q.close()
+    out.put(n)
+
+def drain_procs(path, p:int, batch:int=0) -> float:
+    "Jobs/s of `p` processes draining the queue at `path` (`batch` jobs per call, or one at a time if 0)"
+    import multiprocess as mp
+    n = Queue(path).stats()['queued']
+    bar,out = mp.Barrier(p+1),mp.Queue()
+    ps = [mp.Process(target=_proc_drain, args=(path, batch, bar, out), daemon=True) for _ in range(p)]
+    for o in ps: o.start()
+    bar.wait(); t = time.perf_counter()
+    got = sum(out.get(timeout=600) for _ in ps)
+    dt = time.perf_counter()-t
+    for o in ps: o.join(10)
+    assert got == n, f"{p} processes drained {got} of {n} jobs"
+    return n/dt
+
+# %% ../nbs/08_benchmarks.ipynb #e5312532
+def bench_procs_queue(n:int=20_000, procs=(1, 4), batch:int=100, repeats:int=3) -> dict:
+    "Median total jobs/s of 1 and 4 processes draining `n` jobs, one at a time and in batches, and the ratio"
+    res = {}
+    for mode,b in (('single',0), ('batch',batch)):
+        rs = {p: [] for p in procs}
+        for _ in range(repeats):
+            for p in procs:
+                with tempfile.TemporaryDirectory(prefix='cdemo-bench-') as d:
+                    Queue(Path(d)/'q').enqueue_many([{'n': i} for i in range(n)])
+                    rs[p].append(drain_procs(Path(d)/'q', p, b))
+        res[mode] = {str(p): round(statistics.median(v)) for p,v in rs.items()}
+        res[mode]['ratio'] = round(res[mode][str(procs[-1])]/res[mode][str(procs[0])], 3)
+    return res
+
+# %% ../nbs/08_benchmarks.ipynb #7d86c6c5
+def fsync_ms(n:int=200) -> float:
+    "Median milliseconds of writing 100 bytes and `fsync`ing, in the temp folder"
+    with tempfile.TemporaryDirectory(prefix='cdemo-bench-') as d:
+        fd,ts = os.open(Path(d)/'f', os.O_WRONLY|os.O_CREAT),[]
+        try:
+            for _ in range(n):
+                t = time.perf_counter(); os.write(fd, b'x'*100); os.fsync(fd); ts.append(time.perf_counter()-t)
+        finally: os.close(fd)
+    return round(statistics.median(ts)*1000, 3)
+
+# %% ../nbs/08_benchmarks.ipynb #5519c931
+def _most(d): return max(int(k) for k in d if k.isdigit())
+def _least(d): return min(int(k) for k in d if k.isdigit())
+
+def targets(res:dict) -> list:
+    "Each target of the queue benchmark `res`: what it asks, the measured value, and whether it was met"
+    q,bl,pr = res['rates']['Queue'],res['backlog'],res['procs']
+    ts = [('dequeue_many+ack_many, 1 process', 20_000, q['dequeue_many+ack_many']['jobs_s'], 'jobs/s'),
+          ('dequeue+ack one at a time, 1 process', 5_000, q['dequeue+ack']['jobs_s'], 'jobs/s'),
+          ('enqueue_many', 100_000, q['enqueue_many']['jobs_s'], 'jobs/s'),
+          *[(f"drain rate ({m}), {_most(bl[m]):,} waiting ÷ {_least(bl[m]):,} waiting", 0.8, bl[m]['ratio'], '×')
+            for m in bl],
+          *[(f"total rate ({m}), {_most(pr[m])} processes ÷ {_least(pr[m])}", 1.0, pr[m]['ratio'], '×') for m in pr]]
+    return [dict(target=t, at_least=lo, value=v, unit=u, met=v>=lo) for t,lo,v,u in ts]
 
 # %% ../nbs/08_benchmarks.ipynb #087ae8d6
 def section_md(doc:dict|None, name:str='') -> str:
@@ -488,4 +519,6 @@ def section_md(doc:dict|None, name:str='') -> str:
     name = doc['section']
     if 'skipped' in doc: return f"**{name}**: skipped ({doc['skipped']})"
     if 'error' in doc: return f"**{name}**: failed, see `error` in `nbs/bench/{name}.json`"
-    return f"**{name}**: measured on {describe(doc.get('machine') or {})}" + (f"; took {doc['seconds']} s, load after {doc['load_after'][0]}" if 'seconds' in doc else '') + ('; *quick run*' if doc.get('quick') else '')
+    return (f"**{name}**: measured on {describe(doc.get('machine') or {})}"
+            + (f"; took {doc['seconds']} s, load after {doc['load_after'][0]}" if 'seconds' in doc else '')
+            + ('; *quick run*' if doc.get('quick') else ''))

@@ -46,7 +46,8 @@ def _thread_no(w:str)->int:
     return int(m[1]) if m else 0
 
 def time_workers(handler, datas:list, n:int, poll:float=0.005)->dict:
-    "Drain `datas` from a fresh queue with `ThreadWorkers(url, handler, n=n)`: wall and CPU seconds, jobs/s, each job's (thread, start, end)"
+    ("Drain `datas` from a fresh queue with `ThreadWorkers(url, handler, n=n)`: wall and CPU seconds, jobs/s, each "
+     "job's (thread, start, end)")
     from concurrency_demo.dbqueue import Queue, connect
     from concurrency_demo.threads import ThreadWorkers
     d = Path(tempfile.mkdtemp(prefix='cdemo-01-bench-'))
@@ -56,20 +57,25 @@ def time_workers(handler, datas:list, n:int, poll:float=0.005)->dict:
         with ThreadWorkers(d/'q.db', handler, n=n, poll=poll, worker='w') as w: w.drain()
         secs,cpu = time.time()-t0,time.process_time()-c0
         db = connect(d/'q.db')  # our own file: read who ran what straight from its table
-        rows = [(r['worker'], json.loads(r['result'])) for r in db.q("SELECT worker, result FROM job WHERE status='done'")]
+        rows = [(r['worker'], json.loads(r['result']))
+                for r in db.q("SELECT worker, result FROM job WHERE status='done'")]
         db.close()
     finally: shutil.rmtree(d, ignore_errors=True)
     spans = [[_thread_no(w), round(r['start']-t0, 4), round(r['end']-t0, 4)] for w,r in rows]
-    return dict(n=n, jobs=len(datas), done=len(rows), seconds=round(secs, 3), cpu_seconds=round(cpu, 3), cores=round(cpu/secs, 2),
-                jobs_s=round(len(rows)/secs, 1), job_ms=round(1000*statistics.median(e-s for _,s,e in spans), 1), spans=spans)
+    return dict(n=n, jobs=len(datas), done=len(rows), seconds=round(secs, 3), cpu_seconds=round(cpu, 3),
+                cores=round(cpu/secs, 2),
+                jobs_s=round(len(rows)/secs, 1), job_ms=round(1000*statistics.median(e-s for _,s,e in spans), 1),
+                spans=spans)
 
 # %% ../nbs/08a_bench_runtimes.ipynb #a93b8858
 def _compare_threads(handler, data, jobs, ns, repeats=1, spans=True):
     "Time `jobs` copies of `data` on each number of threads in `ns`, keeping the run of median time of `repeats`"
-    runs = [sorted((time_workers(handler, [data]*jobs, n) for _ in range(repeats)), key=lambda r: r['seconds'])[repeats//2] for n in ns]
+    runs = [sorted((time_workers(handler, [data]*jobs, n) for _ in range(repeats)),
+                   key=lambda r: r['seconds'])[repeats//2] for n in ns]
     if not spans:
         for r in runs: del r['spans']
-    return dict(jobs=jobs, data=data, repeats=repeats, runs=runs, speedup=round(runs[0]['seconds']/runs[1]['seconds'], 2))
+    return dict(jobs=jobs, data=data, repeats=repeats, runs=runs,
+                speedup=round(runs[0]['seconds']/runs[1]['seconds'], 2))
 
 def bench_threads(quick:bool=False)->dict:
     "Measure `ThreadWorkers`: 20 ms waits serially vs on 20 threads, I/O on 1 vs 10 threads, CPU on 1 vs 4 threads"
@@ -81,22 +87,28 @@ def bench_threads(quick:bool=False)->dict:
 # %% ../nbs/08a_bench_runtimes.ipynb #84601352
 def bench_table(res:dict)->list:
     "One row per run of a `bench_threads` result: case, threads, jobs, seconds, jobs/s, median job ms, cores busy"
-    return [dict(case=k, n=r['n'], jobs=r['jobs'], seconds=r['seconds'], jobs_s=r['jobs_s'], job_ms=r['job_ms'], cores=r['cores'])
+    return [dict(case=k, n=r['n'], jobs=r['jobs'], seconds=r['seconds'], jobs_s=r['jobs_s'], job_ms=r['job_ms'],
+                 cores=r['cores'])
             for k in ('serial_vs_20', 'io', 'cpu') for r in res[k]['runs']]
 
 # %% ../nbs/08a_bench_runtimes.ipynb #48d50db7
 def plot_timelines(res:dict, cases=(('io', 'I/O: 20 ms waits'), ('cpu', 'CPU: ~20 ms of arithmetic'))):
-    "A timeline per run of each case in a `bench_threads` result: which thread ran which job when, on a shared scale per case"
+    ("A timeline per run of each case in a `bench_threads` result: which thread ran which job when, on a shared scale "
+     "per case")
     import matplotlib.pyplot as plt
     runs = [(k, title, r) for k,title in cases for r in res[k]['runs']]
     hs = [r['n']+2 for _,_,r in runs]
-    fig,axs = plt.subplots(len(runs), 1, figsize=(9, 0.8+0.25*sum(hs)), gridspec_kw=dict(height_ratios=hs), constrained_layout=True)
+    fig,axs = plt.subplots(len(runs), 1, figsize=(9, 0.8+0.25*sum(hs)), gridspec_kw=dict(height_ratios=hs),
+                           constrained_layout=True)
     for i,(ax,(k,title,r)) in enumerate(zip(axs, runs)):
         if i and runs[i-1][0] == k: ax.sharex(axs[i-1])
         for j,(w,s,e) in enumerate(sorted(r['spans'], key=lambda o: (o[0], o[1]))):
-            ax.broken_barh([(s, e-s)], (w-0.4, 0.8), color=f'C{w%10}', alpha=1 if j%2 else 0.55, edgecolor='white', linewidth=0.5)
-        ax.set_title(f"{title}, {r['n']} thread{'s'*(r['n']>1)}: {r['jobs']} jobs in {r['seconds']:.2f} s", fontsize=10, loc='left')
-        ax.set_yticks(range(max(r['n'], 1))); ax.set_ylabel('thread'); ax.invert_yaxis() if not ax.yaxis_inverted() else None
+            ax.broken_barh([(s, e-s)], (w-0.4, 0.8), color=f'C{w%10}', alpha=1 if j%2 else 0.55, edgecolor='white',
+                           linewidth=0.5)
+        ax.set_title(f"{title}, {r['n']} thread{'s'*(r['n']>1)}: {r['jobs']} jobs in {r['seconds']:.2f} s",
+                     fontsize=10, loc='left')
+        ax.set_yticks(range(max(r['n'], 1))); ax.set_ylabel('thread')
+        ax.invert_yaxis() if not ax.yaxis_inverted() else None
     axs[-1].set_xlabel('seconds since start')
     m = res['machine']
     fig.suptitle(f"{m['platform']}, Python {m['python']}, {m['cpus']} CPUs, load {m['load'][0]}", fontsize=9)
@@ -108,22 +120,26 @@ def _ideal(n, c, latency): return math.ceil(n/c) * latency
 def _row(kind, n, c, lat, runs, cpus):
     m = statistics.median(runs)
     return dict(client=kind, n=n, concurrency=c, latency=lat, ideal_s=round(_ideal(n, c, lat), 3), median_s=round(m, 3),
-                runs_s=[round(o, 3) for o in runs], ratio=round(m/_ideal(n, c, lat), 3), cpu_ms_per_call=round(1000*statistics.median(cpus)/n, 2))
+                runs_s=[round(o, 3) for o in runs], ratio=round(m/_ideal(n, c, lat), 3),
+                cpu_ms_per_call=round(1000*statistics.median(cpus)/n, 2))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #31effc1d
 async def _fanout(cfg, n, c, lat, repeats, kind='openai', start=None):
-    "`repeats` timings of `n` calls at concurrency `c` with `kind` (`openai`, `openai/httpx2`, `aiohttp` or `sleep`): (end time, wall seconds, CPU seconds)"
+    ("`repeats` timings of `n` calls at concurrency `c` with `kind` (`openai`, `openai/httpx2`, `aiohttp` or `sleep`): "
+     "(end time, wall seconds, CPU seconds)")
     import aiohttp
     from concurrency_demo.llm import aclient, aask
     from concurrency_demo.aio import amap
     if kind == 'openai/httpx2': cfg = dataclasses.replace(cfg, http='httpx2')
     async with aclient(cfg) as cli, aiohttp.ClientSession(headers={'authorization': f'Bearer {cfg.api_key}'}) as h:
         async def raw(p):
-            async with h.post(f'{cfg.base_url}/chat/completions', json=dict(model=cfg.model, messages=[{'role':'user', 'content':p}]),
+            async with h.post(f'{cfg.base_url}/chat/completions',
+                              json=dict(model=cfg.model, messages=[{'role':'user', 'content':p}]),
                               timeout=aiohttp.ClientTimeout(total=cfg.timeout)) as r:
                 r.raise_for_status()
                 return (await r.json())['choices'][0]['message']['content']
-        f = raw if kind == 'aiohttp' else (lambda p: asyncio.sleep(lat)) if kind == 'sleep' else (lambda p: aask(p, cli, cfg.model))
+        f = (raw if kind == 'aiohttp' else (lambda p: asyncio.sleep(lat)) if kind == 'sleep'
+             else (lambda p: aask(p, cli, cfg.model)))
         await amap(f, [f'warm-up {i}' for i in range(c)], c)  # open the connections first
         res = []
         for r in range(repeats):
@@ -141,12 +157,14 @@ def _fanout_child(cfg, n, c, lat, repeats, bar, out):
     except BaseException as e: out.put(e); raise
 
 def _fanout_procs(cfg, n, c, lat, repeats, procs=2):
-    "`_fanout` of the SDK split over `procs` processes, each with `n/procs` calls at concurrency `c/procs`: (wall seconds, CPU seconds)"
+    ("`_fanout` of the SDK split over `procs` processes, each with `n/procs` calls at concurrency `c/procs`: (wall "
+     "seconds, CPU seconds)")
     if n % procs or c % procs: raise ValueError(f"n={n} and c={c} must both divide by procs={procs}")
     child = _mine('_fanout_child')
     ctx = _mp_context('forkserver')  # its children start with this module imported (see `start_cost`)
     bar,out = ctx.Barrier(procs+1),ctx.Queue()
-    ps = [ctx.Process(target=child, args=(cfg, n//procs, c//procs, lat, repeats, bar, out), daemon=True) for _ in range(procs)]
+    ps = [ctx.Process(target=child, args=(cfg, n//procs, c//procs, lat, repeats, bar, out), daemon=True)
+          for _ in range(procs)]
     for p in ps: p.start()
     done = threading.Event()
     def watch():  # a child that dies breaks the barrier, so nobody waits out its timeout
@@ -158,13 +176,15 @@ def _fanout_procs(cfg, n, c, lat, repeats, procs=2):
         for r in range(repeats): bar.wait(60); starts.append(time.monotonic())
         got = [out.get(timeout=120) for _ in ps]
     except threading.BrokenBarrierError:
-        raise RuntimeError(f"A fan-out process failed to start or run (exit codes {[p.exitcode for p in ps]})") from None
+        raise RuntimeError(f"A fan-out process failed to start or run "
+                           f"(exit codes {[p.exitcode for p in ps]})") from None
     finally:
         done.set(); bar.abort()
         for p in ps: p.join(10)
         for p in ps:
             if p.is_alive(): p.kill()
-    if errs := [o for o in got if isinstance(o, BaseException)]: raise RuntimeError(f"A fan-out process failed: {errs[0]!r}") from errs[0]
+    if errs := [o for o in got if isinstance(o, BaseException)]: raise RuntimeError(f"A fan-out process failed: "
+                                                                                    f"{errs[0]!r}") from errs[0]
     return [(max(g[r][0] for g in got) - starts[r], sum(g[r][2] for g in got)) for r in range(repeats)]
 
 def _sync_time(cfg, n):
@@ -177,7 +197,8 @@ def _sync_time(cfg, n):
 
 # %% ../nbs/08a_bench_runtimes.ipynb #bab78bf6
 def _drain_time(cfg, n, c, lat, kind='openai'):
-    "Wall and CPU seconds for `AsyncWorkers` to drain `n` queued jobs at concurrency `c`, with `AskJob` or a sleep of `lat`"
+    ("Wall and CPU seconds for `AsyncWorkers` to drain `n` queued jobs at concurrency `c`, with `AskJob` or a sleep of "
+     "`lat`")
     from concurrency_demo.dbqueue import Queue
     from concurrency_demo.aio import AsyncWorkers
     from concurrency_demo.llm import AskJob
@@ -197,29 +218,34 @@ def _drain_time(cfg, n, c, lat, kind='openai'):
 _FANOUT_KINDS = ('openai', 'openai/httpx2', 'openai×2proc', 'aiohttp', 'sleep')
 
 def bench_llm(quick:bool=False)->dict:
-    "Fan-out vs its ideal (SDK on each transport and over 2 processes, bare HTTP, no HTTP), the sync baseline and speedup, and `AsyncWorkers` drains, against a fake LLM in its own process"
+    ("Fan-out vs its ideal (SDK on each transport and over 2 processes, bare HTTP, no HTTP), the sync baseline and "
+     "speedup, and `AsyncWorkers` drains, against a fake LLM in its own process")
     from fastcore.aio import run_sync
     from concurrency_demo.llm import llm_config
     from concurrency_demo.fakeai import FakeAI
     lat = 0.05 if quick else 0.1
-    cases,n_sync,drains,reps = ([(100, 20)], 20, [(200, 50)], 1) if quick else ([(200, 50), (1000, 100)], 200, [(1000, 50)], 9)
+    cases,n_sync,drains,reps = ([(100, 20)], 20, [(200, 50)], 1) if quick else ([(200, 50), (1000, 100)], 200,
+                                                                                [(1000, 50)], 9)
     with FakeAI(latency=lat, process=True) as url:
         cfg = llm_config('fake', url, timeout=30)
         fan = []
         for n,c in cases:
             for kind in _FANOUT_KINDS:
-                ts = _fanout_procs(cfg, n, c, lat, reps) if kind == 'openai×2proc' else [o[1:] for o in run_sync(_fanout(cfg, n, c, lat, reps, kind))]
+                ts = _fanout_procs(cfg, n, c, lat, reps) if kind == 'openai×2proc' else [o[1:]
+                    for o in run_sync(_fanout(cfg, n, c, lat, reps, kind))]
                 fan.append(_row(kind, n, c, lat, [w for w,_ in ts], [u for _,u in ts]))
         n0,c0 = cases[0]
         sync_s = _sync_time(cfg, n_sync)
-        async_s = fan[0]['median_s'] if n_sync == n0 else statistics.median(w for _,w,_ in run_sync(_fanout(cfg, n_sync, c0, lat, reps)))
+        async_s = fan[0]['median_s'] if n_sync == n0 else statistics.median(w
+            for _,w,_ in run_sync(_fanout(cfg, n_sync, c0, lat, reps)))
         drain = []
         for n,c in drains:
             for kind in ('openai', 'sleep'):
                 ts = [_drain_time(cfg, n, c, lat, kind) for _ in range(1 if quick else 3)]
                 drain.append(_row(kind, n, c, lat, [w for w,_ in ts], [u for _,u in ts]))
     return dict(machine=machine(), quick=quick, fanout=fan, drain=drain,
-                sync_vs_async=dict(n=n_sync, concurrency=c0, latency=lat, sync_s=round(sync_s, 3), async_s=round(async_s, 3),
+                sync_vs_async=dict(n=n_sync, concurrency=c0, latency=lat, sync_s=round(sync_s, 3),
+                                   async_s=round(async_s, 3),
                                    speedup=round(sync_s/async_s, 1)))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #4f3b5c01
@@ -227,11 +253,15 @@ def llm_table(res:dict)->str:
     "A `bench_llm` result as a text table: each fan-out and drain against its ideal, then sync vs async"
     m = res['machine']
     lines = [f"{m['platform']}, Python {m['python']}, {m['cpus']} CPUs, load {m['load']}, {m['date']}", '',
-             f"{'what':<14}{'client':<15}{'N':>6}{'c':>5}{'ideal s':>9}{'median s':>10}{'x ideal':>9}{'CPU ms/call':>13}"]
+             f"{'what':<14}{'client':<15}{'N':>6}{'c':>5}"
+             f"{'ideal s':>9}{'median s':>10}{'x ideal':>9}{'CPU ms/call':>13}"]
     for k,what in (('fanout', 'amap'), ('drain', 'AsyncWorkers')):
-        for r in res[k]: lines.append(f"{what:<14}{r['client']:<15}{r['n']:>6}{r['concurrency']:>5}{r['ideal_s']:>9.2f}{r['median_s']:>10.2f}{r['ratio']:>9.2f}{r['cpu_ms_per_call']:>13.2f}")
+        for r in res[k]:
+            lines.append(f"{what:<14}{r['client']:<15}{r['n']:>6}{r['concurrency']:>5}"
+                         f"{r['ideal_s']:>9.2f}{r['median_s']:>10.2f}{r['ratio']:>9.2f}{r['cpu_ms_per_call']:>13.2f}")
     b = res['sync_vs_async']
-    lines += ['', f"sync, {b['n']} prompts one by one: {b['sync_s']:.2f} s; async at c={b['concurrency']}: {b['async_s']:.2f} s; speedup {b['speedup']}x"]
+    lines += ['', f"sync, {b['n']} prompts one by one: {b['sync_s']:.2f} s; async at c={b['concurrency']}: "
+                  f"{b['async_s']:.2f} s; speedup {b['speedup']}x"]
     return '\n'.join(lines)
 
 # %% ../nbs/08a_bench_runtimes.ipynb #af01cf7e
@@ -244,7 +274,8 @@ def plot_llm(res:dict):
     ax.barh([f"{k}, N={r['n']}, c={r['concurrency']}: {r['client']}" for k,r in rows], [r['ratio'] for _,r in rows],
             color=[colors[r['client']] for _,r in rows])
     ax.axvline(1, color='k', lw=1, ls='--')
-    for i,(_,r) in enumerate(rows): ax.text(r['ratio'], i, f" {r['ratio']:.2f}x ({r['median_s']:.2f} s)", va='center', fontsize=8)
+    for i,(_,r) in enumerate(rows): ax.text(r['ratio'], i, f" {r['ratio']:.2f}x ({r['median_s']:.2f} s)", va='center',
+                                            fontsize=8)
     m = res['machine']
     ax.set(xlabel='time / ideal', xlim=(0, max(r['ratio'] for _,r in rows)*1.35),
            title=f"{res['fanout'][0]['latency']*1000:.0f} ms per call; {m['cpus']} CPUs, Python {m['python']}")
@@ -254,7 +285,8 @@ def plot_llm(res:dict):
 
 # %% ../nbs/08a_bench_runtimes.ipynb #1e6ee1df
 def _mem_mb(field='Pss'):
-    "This process's memory in MB (Linux): `Rss` counts pages shared with other processes in full, `Pss` divides them; or `None`"
+    ("This process's memory in MB (Linux): `Rss` counts pages shared with other processes in full, `Pss` divides them; "
+     "or `None`")
     try: return round(int(re.search(field + r':\s+(\d+)', Path('/proc/self/smaps_rollup').read_text())[1])/1024, 1)
     except (OSError, TypeError): return None
 
@@ -268,7 +300,8 @@ def _mp_context(method:str='forkserver'):
     return mp_context(method, 'concurrency_demo.bench_runtimes')
 
 def start_cost(method:str='forkserver', repeats:int=3)->dict:
-    "Seconds to start a `method` process, hear from it and join it: the first time and the median after; its memory in MB"
+    ("Seconds to start a `method` process, hear from it and join it: the first time and the median after; its memory "
+     "in MB")
     _ping = _mine('_ping')
     ctx,ts = _mp_context(method),[]
     for _ in range(repeats+1):
@@ -292,7 +325,8 @@ def _nap(s:float)->float:
     return time.thread_time()-t
 
 def _compare_runtimes(modes:dict, repeats:int)->dict:
-    "Run each of `modes` (name: function returning its jobs' CPU seconds) once per repeat, in turn: median seconds, speedups, cores"
+    ("Run each of `modes` (name: function returning its jobs' CPU seconds) once per repeat, in turn: median seconds, "
+     "speedups, cores")
     runs = []
     for _ in range(repeats):
         run = {}
@@ -307,16 +341,20 @@ def _compare_runtimes(modes:dict, repeats:int)->dict:
 
 # %% ../nbs/08a_bench_runtimes.ipynb #b97e9c3d
 def bench_procs(quick:bool=False)->dict:
-    "Start cost per method; CPU work serially, on 2 threads and on 2 processes; I/O waits serially, on threads and on processes"
+    ("Start cost per method; CPU work serially, on 2 threads and on 2 processes; I/O waits serially, on threads and on "
+     "processes")
     _burn,_nap = _mine('_burn'),_mine('_nap')
     r = 1 if quick else 5
     res = dict(machine=machine(), quick=quick, repeats=r)
-    methods = [o for o in (('forkserver',) if quick else ('fork', 'forkserver', 'spawn')) if o in multiprocess.get_all_start_methods()]
-    res['start'] = [start_cost(o, repeats=r if quick else 3) for o in methods]  # first, so forkserver's first start is cold
+    methods = [o for o in (('forkserver',) if quick else ('fork', 'forkserver', 'spawn'))
+               if o in multiprocess.get_all_start_methods()]
+    # first, so forkserver's first start is cold
+    res['start'] = [start_cost(o, repeats=r if quick else 3) for o in methods]
     (n,k),(io,w) = ((30_000, 4), ([0.05]*4, 2)) if quick else ((100_000, 8), ([0.05]*16, 8))
     cpu = [n]*k
     with _mp_context('forkserver').Pool(2) as p2, _mp_context('forkserver').Pool(w) as pw:
-        for p,m in ((p2, 2), (pw, w)): p.map(_nap, [0.2]*m, chunksize=1)  # every process up and running, with this module imported
+        # every process up and running, with this module imported
+        for p,m in ((p2, 2), (pw, w)): p.map(_nap, [0.2]*m, chunksize=1)
         res['cpu'] = dict(job=f'count_primes({n:,})', jobs=k, workers=2, **_compare_runtimes(dict(
             serial=lambda: [_burn(o) for o in cpu],
             threads=lambda: parallel(_burn, cpu, n_workers=2, threadpool=True),
@@ -336,15 +374,18 @@ def procs_table(res:dict)->list:
     rows = []
     for case in ('cpu', 'io'):
         c = res[case]
-        for k,lbl in (('serial', 'serial'), ('threads', f"{c['workers']} threads"), ('procs', f"{c['workers']} processes (started)"),
+        for k,lbl in (('serial', 'serial'), ('threads', f"{c['workers']} threads"),
+                      ('procs', f"{c['workers']} processes (started)"),
                       ('procs_cold', f"{c['workers']} processes (parallel, incl. start)")):
-            rows.append(dict(case=f"{case}: {c['jobs']} × {c['job']}", runtime=lbl, seconds=c[k], speedup=c['speedup'][k], cores=c['cores'][k]))
+            rows.append(dict(case=f"{case}: {c['jobs']} × {c['job']}", runtime=lbl, seconds=c[k],
+                             speedup=c['speedup'][k], cores=c['cores'][k]))
     return rows
 
 def md_table(rows:list)->str:
     "A markdown table of a list of dicts"
     ks = list(rows[0])
-    return '\n'.join(['|'+'|'.join(ks)+'|', '|'+'|'.join('---' for _ in ks)+'|'] + ['|'+'|'.join(str(r[k]) for k in ks)+'|' for r in rows])
+    return '\n'.join(['|'+'|'.join(ks)+'|',
+                      '|'+'|'.join('---' for _ in ks)+'|'] + ['|'+'|'.join(str(r[k]) for k in ks)+'|' for r in rows])
 
 # %% ../nbs/08a_bench_runtimes.ipynb #d4abb172
 def plot_procs(res:dict):
@@ -354,13 +395,15 @@ def plot_procs(res:dict):
     for ax,case in zip(axs, ('cpu', 'io')):
         c = res[case]
         ks = ['serial', 'threads', 'procs', 'procs_cold']
-        lbls = ['serial', f"{c['workers']} threads", f"{c['workers']} processes", f"{c['workers']} processes\n(incl. start)"]
+        lbls = ['serial', f"{c['workers']} threads", f"{c['workers']} processes",
+                f"{c['workers']} processes\n(incl. start)"]
         bars = ax.bar(lbls, [c[k] for k in ks], color=['C7', 'C0', 'C1', 'C3'])
         ax.bar_label(bars, [f"{c[k]:.2f}s\n×{c['speedup'][k]:.2f}" for k in ks], fontsize=8)
         ax.set_title(f"{'CPU' if case=='cpu' else 'I/O'}: {c['jobs']} × {c['job']}", fontsize=10, loc='left')
         ax.set_ylabel('seconds (median of runs)'); ax.margins(y=0.3)
     m = res['machine']
-    fig.suptitle(f"{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load {m['load'][0]}→{m['load_after'][0]}, {m['date']}", fontsize=9)
+    fig.suptitle(f"{m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load {m['load'][0]}→{m['load_after'][0]}, "
+                 f"{m['date']}", fontsize=9)
     return fig
 
 # %% ../nbs/08a_bench_runtimes.ipynb #883217d1
@@ -378,11 +421,13 @@ def _serve_thread(app):
 
 def _pcts(xs)->dict:
     qs = statistics.quantiles(xs, n=100, method='inclusive')
-    return dict(p50_ms=round(1000*statistics.median(xs), 2), p99_ms=round(1000*qs[98], 2), max_ms=round(1000*max(xs), 2))
+    return dict(p50_ms=round(1000*statistics.median(xs), 2), p99_ms=round(1000*qs[98], 2),
+                max_ms=round(1000*max(xs), 2))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #74a42c6b
 def _time_gets(http, n, gap, until):
-    "Time `n` `GET /` spaced by `gap` seconds; the share sent before `until()` (the jobs are done) and when it first held"
+    ("Time `n` `GET /` spaced by `gap` seconds; the share sent before `until()` (the jobs are done) and when it first "
+     "held")
     ts,during,t0,t_until = [],0,time.perf_counter(),None
     for _ in range(n):
         if t_until is None and until(): t_until = time.perf_counter() - t0
@@ -400,13 +445,15 @@ def _phase(http, qs, n_jobs, n_req, gap, tag, timeout=300):
     while t_done is None and time.perf_counter() - t0 < timeout:
         if done(): t_done = time.perf_counter() - t0
         else: time.sleep(0.01)
-    return dict(_pcts(ts), during_jobs=round(during, 2), jobs_s=t_done and round(t_done, 2), ms=[round(1000*o, 2) for o in ts])
+    return dict(_pcts(ts), during_jobs=round(during, 2), jobs_s=t_done and round(t_done, 2),
+                ms=[round(1000*o, 2) for o in ts])
 
 # %% ../nbs/08a_bench_runtimes.ipynb #651ef9ec
 def bench_console(quick:bool=False, # 50 jobs, 50 requests, 10 while blocked, instead of 200, 200, 200
                   concurrency:int=10, # LLM calls in flight: 10 x 100 ms spreads 200 jobs over about 2 s, the time 200 requests take
                   latency:float=0.1)->dict: # seconds the fake LLM takes per answer
-    "`GET /` latency (p50, p99) while LLM jobs run through the console's workers, and again while a blocking route is being called"
+    ("`GET /` latency (p50, p99) while LLM jobs run through the console's workers, and again while a blocking route is "
+     "being called")
     import httpx2
     from fasthtml.common import P
     from concurrency_demo.app import make_app
@@ -421,7 +468,8 @@ def bench_console(quick:bool=False, # 50 jobs, 50 requests, 10 while blocked, in
             app = make_app(d/'jobs.db', 'fake', url, concurrency=concurrency, cpu_workers=0)
             sync_cli = client(cfg)
             @app.get('/blocking')
-            async def blocking(): return P(ask('block', sync_cli, cfg.model))  # the mistake: a sync call inside `async def`
+            # the mistake: a sync call inside `async def`
+            async def blocking(): return P(ask('block', sync_cli, cfg.model))
             srv,th,base = _serve_thread(app)
             qs,stop = Queues(d/'jobs.db'),threading.Event()
             try:
@@ -450,14 +498,18 @@ def plot_console(res:dict, m:dict=None):
     cases = [('ok', f"{res['jobs']} LLM jobs running"), ('blocking', 'a blocking route being called')]
     for i,(k,lbl) in enumerate(cases): a.plot(res[k]['ms'], '.', ms=3, color=f'C{i}', label=lbl)
     a.set(yscale='log', xlabel='request', ylabel='GET / latency (ms, log)', title='Each request')
-    a.axhline(res['target_p99_ms'], color='gray', ls='--', lw=1, label=f"target p99: {res['target_p99_ms']} ms"); a.legend(fontsize=8)
+    a.axhline(res['target_p99_ms'], color='gray', ls='--', lw=1, label=f"target p99: {res['target_p99_ms']} ms")
+    a.legend(fontsize=8)
     x = range(len(cases))
     for j,(p,w) in enumerate((('p50_ms', -0.2), ('p99_ms', 0.2))):
         bars = b.bar([o+w for o in x], [res[k][p] for k,_ in cases], 0.4, label=p[:3], color=f'C{j+2}')
         b.bar_label(bars, [f"{res[k][p]:.0f}" for k,_ in cases], fontsize=8)
-    b.set_xticks(list(x), ['workers busy', 'blocking route']); b.set(yscale='log', ylabel='ms (log)', title=f"p99 ratio {res['ratio_p99']}x")
+    b.set_xticks(list(x), ['workers busy', 'blocking route'])
+    b.set(yscale='log', ylabel='ms (log)', title=f"p99 ratio {res['ratio_p99']}x")
     b.axhline(res['target_p99_ms'], color='gray', ls='--', lw=1); b.legend(fontsize=8)
-    if m: fig.text(0.5, -0.03, ', '.join(f'{k} {v}' for k,v in m.items() if k in ('cpu', 'cpus', 'python', 'platform')), ha='center', fontsize=8, color='gray')
+    if m: fig.text(0.5, -0.03,
+                   ', '.join(f'{k} {v}' for k,v in m.items() if k in ('cpu', 'cpus', 'python', 'platform')),
+                   ha='center', fontsize=8, color='gray')
     fig.tight_layout()
     return fig
 
@@ -482,7 +534,8 @@ def drain_rate(url, n_workers:int, batch:int, n_jobs:int)->dict:
     ctx = multiprocessing.get_context('spawn')
     ready,out,go = ctx.Queue(),ctx.Queue(),ctx.Event()
     _bench_worker = _mine('_bench_worker')
-    ps = [ctx.Process(target=_bench_worker, args=(str(url), batch, ready, go, out), daemon=True) for _ in range(n_workers)]
+    ps = [ctx.Process(target=_bench_worker, args=(str(url), batch, ready, go, out), daemon=True)
+          for _ in range(n_workers)]
     for p in ps: p.start()
     for _ in ps: ready.get(timeout=60)
     t0 = time.time(); go.set()
@@ -499,7 +552,8 @@ def bench_pg(quick:bool=False, # a small run: 2,000 jobs, 1 and 4 workers, batch
              batches=(100, 1), # jobs per claim and ack
              n_jobs:int=20_000, # jobs per run
              repeat:int=3)->dict: # runs per setting: `rate` is their median, `rates` all of them
-    "Drain throughput of SQLite and PostgreSQL (and procrastinate or pgqueuer, if installed) by worker count, in one run"
+    ("Drain throughput of SQLite and PostgreSQL (and procrastinate or pgqueuer, if installed) by worker count, in one "
+     "run")
     from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
     if quick: workers,batches,n_jobs,repeat = (1, 4),(100,),2_000,1
     with ExitStack() as st:
@@ -518,11 +572,13 @@ def bench_pg(quick:bool=False, # a small run: 2,000 jobs, 1 and 4 workers, batch
                     rows.append(dict(store=store, workers=n, batch=batch, rate=rates[len(rates)//2], rates=rates))
         others = {} if quick else bench_others(server, workers, n_jobs)
         rows += others.pop('rows', [])
-        return dict(machine=machine(server), n_jobs=n_jobs, quick=quick, rows=rows, others=others, durable=bench_pg_durable(quick))
+        return dict(machine=machine(server), n_jobs=n_jobs, quick=quick, rows=rows, others=others,
+                    durable=bench_pg_durable(quick))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #7505f374
 def _procrastinate_app(url, out=None):
-    "A procrastinate app at `url` with two tasks: `noop`, and `pickup`, which puts on `out` how long after its enqueue it started"
+    ("A procrastinate app at `url` with two tasks: `noop`, and `pickup`, which puts on `out` how long after its "
+     "enqueue it started")
     import procrastinate
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
     @app.task(name='noop')
@@ -559,7 +615,8 @@ async def _pgqueuer_work(url):
     async def noop(job): pass
     await qm.run(mode=QueueExecutionMode.drain, batch_size=100)
 
-_left = dict(procrastinate="SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo','doing')", pgqueuer="SELECT count(*) FROM pgqueuer")
+_left = dict(procrastinate="SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo','doing')",
+             pgqueuer="SELECT count(*) FROM pgqueuer")
 
 # %% ../nbs/08a_bench_runtimes.ipynb #3e2d9564
 def _lib_worker(lib, url, ready, go):
@@ -569,7 +626,8 @@ def _lib_worker(lib, url, ready, go):
     asyncio.run(globals()[f'_{lib}_work'](url))
 
 def lib_rate(lib:str, url:str, n_workers:int, n_jobs:int)->dict:
-    "Drain `n_jobs` no-op jobs with `n_workers` processes of `lib` (procrastinate or pgqueuer); timed by watching its table empty"
+    ("Drain `n_jobs` no-op jobs with `n_workers` processes of `lib` (procrastinate or pgqueuer); timed by watching its "
+     "table empty")
     import psycopg
     asyncio.run(globals()[f'_{lib}_setup'](url, n_jobs))
     ctx = multiprocessing.get_context('spawn')
@@ -593,8 +651,10 @@ def bench_others(url, workers=(1, 4, 8), n_jobs:int=20_000)->dict:
         try: res[lib] = __import__(lib).__name__ and 'measured'
         except ImportError: res[lib] = 'not installed'; continue
         for n in workers:
-            with pg_database(url, 'cdemo_bench') as db:  # procrastinate fetches one job at a time; pgqueuer 100, as we do
-                rows.append(dict(store=lib, workers=n, batch=dict(procrastinate=1, pgqueuer=100)[lib], **lib_rate(lib, db, n, n_jobs)))
+            # procrastinate fetches one job at a time; pgqueuer 100, as we do
+            with pg_database(url, 'cdemo_bench') as db:
+                rows.append(dict(store=lib, workers=n, batch=dict(procrastinate=1, pgqueuer=100)[lib],
+                                 **lib_rate(lib, db, n, n_jobs)))
     return dict(res, rows=rows)
 
 # %% ../nbs/08a_bench_runtimes.ipynb #446624b5
@@ -614,7 +674,8 @@ def _huey_consumer(path, workers, ready, go):
     c.run()
 
 def huey_rate(path, n_workers:int, n_jobs:int)->dict:
-    "Drain `n_jobs` no-op tasks queued in a `SqliteHuey` file with huey's own consumer (`n_workers` threads) in another process; timed by watching its queue empty"
+    ("Drain `n_jobs` no-op tasks queued in a `SqliteHuey` file with huey's own consumer (`n_workers` threads) in "
+     "another process; timed by watching its queue empty")
     h,noop = _huey(path)
     for _ in range(n_jobs): noop()
     ctx = multiprocessing.get_context('spawn')
@@ -635,7 +696,8 @@ def pg_table(res:dict)->str:
     keys = list(dict.fromkeys((r['store'], r['batch']) for r in res['rows']))
     rate = {(r['store'], r['batch'], r['workers']): r['rate'] for r in res['rows']}
     head = '| store | batch | ' + ' | '.join(f'{w} worker{"s"*(w>1)}' for w in ws) + ' |\n|---|---:|' + '---:|'*len(ws)
-    return '\n'.join([head] + [f'| {s} | {b} | ' + ' | '.join(f"{rate.get((s,b,w), ''):,}" for w in ws) + ' |' for s,b in keys])
+    return '\n'.join([head] + [f'| {s} | {b} | ' + ' | '.join(f"{rate.get((s,b,w), ''):,}" for w in ws) + ' |'
+                               for s,b in keys])
 
 # %% ../nbs/08a_bench_runtimes.ipynb #35de588a
 def plot_pg(res:dict):
@@ -646,9 +708,13 @@ def plot_pg(res:dict):
         rs = [r for r in res['rows'] if (r['store'], r['batch']) == (s, b)]
         ax.plot([r['workers'] for r in rs], [r['rate'] for r in rs], marker='o', label=f'{s}, batch {b}')
     m = res['machine']
-    cores,load = m.get('cpus', m.get('cores')),m.get('load', m.get('load_avg'))  # `bench.machine`'s keys, or those of older results
-    ax.set(xlabel='worker processes', ylabel='jobs/s (log)', yscale='log', xticks=sorted({r['workers'] for r in res['rows']}),
-           title=f"{cores} cores ({m.get('cpu', 'CPU')[:30]}), load average {load[0]}" + (f", PostgreSQL {m['postgres']}" if 'postgres' in m else ''))
+    # `bench.machine`'s keys, or those of older results
+    cores,load = m.get('cpus', m.get('cores')),m.get('load', m.get('load_avg'))
+    ax.set(xlabel='worker processes', ylabel='jobs/s (log)', yscale='log',
+           xticks=sorted({r['workers'] for r in res['rows']}),
+           title=f"{cores} cores ({m.get('cpu', 'CPU')[:30]}), load average {load[0]}" + (f", PostgreSQL "
+                                                                                          f"{m['postgres']}"
+                                                                                          if 'postgres' in m else ''))
     ax.legend(fontsize=8, loc='center left', bbox_to_anchor=(1.02, 0.5)); fig.tight_layout()
     return fig
 
@@ -656,7 +722,8 @@ def plot_pg(res:dict):
 def bench_pg_durable(quick:bool=False, # 300 jobs per run and one run, instead of 2,000 and 5
                      url:str=None, # a PostgreSQL server that flushes to disk (default: a throwaway cluster with `fsync` on)
                      n:int=2_000, repeat:int=5)->dict:
-    "Jobs/s of `enqueue`, `dequeue`+`ack` and `enqueue_many`/`dequeue_many`+`ack_many` (batches of 100) with `durable` on and off"
+    ("Jobs/s of `enqueue`, `dequeue`+`ack` and `enqueue_many`/`dequeue_many`+`ack_many` (batches of 100) with "
+     "`durable` on and off")
     from concurrency_demo.pgqueue import PgQueue, pg_tmp_cluster, pg_database
     if quick: n,repeat = 300,1
     ops = {'enqueue': lambda q, js: [q.enqueue(j) for j in js],
@@ -684,7 +751,8 @@ def durable_table(res:dict)->str:
     "Jobs/s of a `bench_pg_durable` result, durable on and off, and what durability costs (off ÷ on), as markdown"
     r = res['rates']
     rows = [f"| {op} | {r['on'][op]:,} | {r['off'][op]:,} | {res['cost'][op]}x |" for op in r['on']]
-    return '\n'.join(['| jobs/s, one process | durable (default) | `durable=False` | off ÷ on |', '|---|---:|---:|---:|', *rows])
+    return '\n'.join(['| jobs/s, one process | durable (default) | `durable=False` | off ÷ on |',
+                      '|---|---:|---:|---:|', *rows])
 
 # %% ../nbs/08a_bench_runtimes.ipynb #e8120ef0
 def _noop(): return None
@@ -704,7 +772,8 @@ def _round_trips(t, n:int)->list:
     return secs
 
 def _waiters_cost(t, n:int=1000, hold:float=2.0)->dict:
-    "`n` aresult waiters on jobs delayed by `hold` s: the waiter's queries and this process's CPU while they wait, then how long all take once the jobs run"
+    ("`n` aresult waiters on jobs delayed by `hold` s: the waiter's queries and this process's CPU while they wait, "
+     "then how long all take once the jobs run")
     from concurrency_demo.aio import AsyncWorkers
     from concurrency_demo import store
     calls,orig = [],store.Store.finished
@@ -715,7 +784,8 @@ def _waiters_cost(t, n:int=1000, hold:float=2.0)->dict:
         cpu,t0 = time.process_time(),time.monotonic()
         ws = [asyncio.ensure_future(h.aresult(60)) for h in hs]
         await asyncio.sleep(hold * 0.9)
-        pending = dict(queries=len(calls), cpu_ms=round((time.process_time() - cpu) * 1000), secs=round(time.monotonic() - t0, 2))
+        pending = dict(queries=len(calls), cpu_ms=round((time.process_time() - cpu) * 1000),
+                       secs=round(time.monotonic() - t0, 2))
         async with AsyncWorkers(t.url, t, concurrency=100, poll=0.01):
             s = time.monotonic(); await asyncio.gather(*ws); done_s = time.monotonic() - s
         return dict(pending, waiters=n, answered_s=round(done_s, 2), queries_total=len(calls))
@@ -725,7 +795,8 @@ def _waiters_cost(t, n:int=1000, hold:float=2.0)->dict:
 
 def bench_tasks(quick:bool=False, # 50 round trips and 200 waiters instead of 500 and 1,000
                 url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
-    "Round trips enqueue → result() (p50, p99) with the pool here and in a worker process, on SQLite and PostgreSQL; and the cost of 1,000 waiters"
+    ("Round trips enqueue → result() (p50, p99) with the pool here and in a worker process, on SQLite and PostgreSQL; "
+     "and the cost of 1,000 waiters")
     from concurrency_demo.threads import ThreadWorkers
     from concurrency_demo.procs import ProcessWorkers
     from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
@@ -736,13 +807,16 @@ def bench_tasks(quick:bool=False, # 50 round trips and 200 waiters instead of 50
         tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
         for store in ('sqlite', 'postgres'):
             for where in ('same process', 'worker process'):
-                with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
+                with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite'
+                      else pg_database(server, 'cdemo_bench')) as loc:
                     t = _task_registry(loc)
-                    pool = ThreadWorkers(loc, t, n=1, poll=0.01) if where == 'same process' else ProcessWorkers(loc, t, n=1, poll=0.01)
+                    pool = ThreadWorkers(loc, t, n=1, poll=0.01) if where == 'same process' else ProcessWorkers(loc, t,
+                        n=1, poll=0.01)
                     with pool:
                         _round_trips(t, 5)  # warm: connections, the waiter thread
                         res[f'{store}, {where}'] = _pcts(_round_trips(t, n))  # the console's percentiles (above)
-            with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
+            with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite'
+                  else pg_database(server, 'cdemo_bench')) as loc:
                 res[f'{store}, {nw:,} waiters'] = _waiters_cost(_task_registry(loc), nw)
         return dict(machine=machine(server), quick=quick, results=res)
 
@@ -761,7 +835,8 @@ def plot_tasks(res:dict):
     ax.barh([i+0.2 for i in y], [v['p50_ms'] for v in rs.values()], height=0.4, label='p50')
     ax.barh([i-0.2 for i in y], [v['p99_ms'] for v in rs.values()], height=0.4, label='p99')
     ax.set_yticks(list(y), list(rs)); ax.set(xlabel='enqueue → result() of a no-op task, ms'); ax.legend(fontsize=8)
-    m = res['machine']; ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
+    m = res['machine']
+    ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -782,7 +857,8 @@ def _pool(kind:str, url, poll:float=0.1):
     return ProcessWorkers(url, _mine('_pickup'), n=2, poll=poll)
 
 def _descendants(pid:int)->list:
-    "Process `pid` and all its running descendants (children of any of its threads, theirs, ...: a forkserver's workers too), from Linux `/proc`"
+    ("Process `pid` and all its running descendants (children of any of its threads, theirs, ...: a forkserver's "
+     "workers too), from Linux `/proc`")
     res,todo = [],[pid]
     while todo:
         p = todo.pop(); res.append(p)
@@ -820,7 +896,8 @@ def _results(q, n:int, timeout:float=60)->list:
     return [j.result for j in q.recent(n) if j.status == 'done']
 
 def pickup(url, kind:str, across:bool, n:int=500, gap:float=0.01, idle:float=5)->dict:
-    "Pickup latency (enqueue → handler start: p50, p99, max) of `n` no-op jobs `gap` s apart; the pool (of `kind`) here or in another process; and its idle CPU"
+    ("Pickup latency (enqueue → handler start: p50, p99, max) of `n` no-op jobs `gap` s apart; the pool (of `kind`) "
+     "here or in another process; and its idle CPU")
     from concurrency_demo.store import open_queue
     with open_queue(url) as q, ExitStack() as st:
         if across:
@@ -853,7 +930,8 @@ async def _pgqueuer_pickup_host(url, ready, stop, out):
     run.cancel()
 
 async def _procrastinate_pickup_host(url, ready, stop, out):
-    "procrastinate's own worker (`run_worker_async`: it listens for `NOTIFY`, and polls every 5 s besides), whose task reports how long after its enqueue each job started"
+    ("procrastinate's own worker (`run_worker_async`: it listens for `NOTIFY`, and polls every 5 s besides), whose "
+     "task reports how long after its enqueue each job started")
     app = _procrastinate_app(url, out)
     async with app.open_async():
         run = asyncio.ensure_future(app.run_worker_async(concurrency=10, install_signal_handlers=False))
@@ -887,7 +965,8 @@ def _peer_host(lib, url, ready, stop, out):
     asyncio.run(globals()[f'_{lib}_pickup_host'](url, ready, stop, out))
 
 def peer_pickup(lib:str, url, n:int=500, gap:float=0.01)->dict:
-    "Pickup latency (p50, p99, max) of `n` no-op jobs `gap` s apart through `lib`'s own worker (pgqueuer or procrastinate) in another process"
+    ("Pickup latency (p50, p99, max) of `n` no-op jobs `gap` s apart through `lib`'s own worker (pgqueuer or "
+     "procrastinate) in another process")
     from fastcore.aio import run_sync  # a loop of its own, also where one is running (a notebook)
     run_sync(globals()[f'_{lib}_setup'](url, 0))  # its tables
     ctx = multiprocessing.get_context('spawn')
@@ -903,10 +982,12 @@ def peer_pickup(lib:str, url, n:int=500, gap:float=0.01)->dict:
     return _pcts(lat)
 
 # %% ../nbs/08a_bench_runtimes.ipynb #98215aad
-_latency_goals = {'same process': (2, 10), 'across processes': (5, 20), 'round trip, same process': (5, None), 'round trip, across processes': (10, None)}
+_latency_goals = {'same process': (2, 10), 'across processes': (5, 20), 'round trip, same process': (5, None),
+                  'round trip, across processes': (10, None)}
 
 def signal_costs(tmp, secs:float=5)->dict:
-    "Idle CPU (% of a core) of the ways a SQLite worker can hear other processes' commits: polling `PRAGMA data_version` every 2 or 5 ms, or the inotify watcher"
+    ("Idle CPU (% of a core) of the ways a SQLite worker can hear other processes' commits: polling `PRAGMA "
+     "data_version` every 2 or 5 ms, or the inotify watcher")
     from concurrency_demo.dbqueue import Queue
     def cpu(f):
         stop = threading.Event(); t = threading.Thread(target=f, args=(stop,), daemon=True)
@@ -925,7 +1006,8 @@ def signal_costs(tmp, secs:float=5)->dict:
 
 def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead of 500 and 5 s
                   url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
-    "Pickup latency and idle CPU of each runtime on each store, in the producer's process and in another; and enqueue → result() round trips"
+    ("Pickup latency and idle CPU of each runtime on each store, in the producer's process and in another; and enqueue "
+     "→ result() round trips")
     from concurrency_demo.threads import ThreadWorkers
     from concurrency_demo.procs import ProcessWorkers
     from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
@@ -934,10 +1016,14 @@ def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead o
     with ExitStack() as st:
         server = url or os.environ.get('CDEMO_PG_DSN') or st.enter_context(pg_tmp_cluster())
         tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
-        where = lambda store: nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')
+        where = lambda store: (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite'
+                               else pg_database(server, 'cdemo_bench'))
         for store in ('sqlite', 'postgres'):
-            for kind,across in (('threads', False), ('async', False), ('threads', True), ('async', True), ('procs', True)):
-                with where(store) as loc: pick[f"{store}, {kind}, {'across processes' if across else 'same process'}"] = pickup(loc, kind, across, n, idle=idle)
+            for kind,across in (('threads', False), ('async', False), ('threads', True), ('async', True),
+                                ('procs', True)):
+                with where(store) as loc:
+                    pick[f"{store}, {kind}, {'across processes' if across else 'same process'}"] = pickup(
+                        loc, kind, across, n, idle=idle)
             for place in ('same process', 'across processes'):
                 with where(store) as loc:
                     t = _task_registry(loc)
@@ -948,7 +1034,8 @@ def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead o
         for lib in ('pgqueuer', 'procrastinate'):
             if importlib.util.find_spec(lib) is None: peers[lib] = 'not installed'; continue
             with where('postgres') as loc: peers[f'postgres, {lib}, across processes'] = peer_pickup(lib, loc, n)
-        return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick, round_trip=trip, goals=_latency_goals, peers=peers,
+        return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick,
+                    round_trip=trip, goals=_latency_goals, peers=peers,
                     signal=signal_costs(tmp, 0.3 if quick else 5))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #25be21ef
@@ -959,10 +1046,13 @@ def _goal(k:str)->tuple:
 def latency_table(res:dict)->str:
     "A `bench_latency` result as markdown: each case's p50, p99 and idle CPU next to its goal"
     ok = lambda v, g: '' if g is None else ' ✓' if v <= g else ' ✗'
-    rows = [f"| pickup: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal(k)[0])} | {v['p99_ms']}{ok(v['p99_ms'], _goal(k)[1])} | {v['idle_cpu_pct']}{ok(v['idle_cpu_pct'], 1)} |"
+    rows = [f"| pickup: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal(k)[0])} | "
+            f"{v['p99_ms']}{ok(v['p99_ms'], _goal(k)[1])} | {v['idle_cpu_pct']}{ok(v['idle_cpu_pct'], 1)} |"
             for k,v in res['pickup'].items()]
-    rows += [f"| round trip: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal('round trip, '+k.split(', ')[1])[0])} | {v['p99_ms']} | |" for k,v in res['round_trip'].items()]
-    rows += [f"| pickup, peer: {k} | {v['p50_ms']} | {v['p99_ms']} | |" for k,v in res.get('peers', {}).items() if isinstance(v, dict)]
+    rows += [f"| round trip: {k} | {v['p50_ms']}{ok(v['p50_ms'], _goal('round trip, '+k.split(', ')[1])[0])} | "
+             f"{v['p99_ms']} | |" for k,v in res['round_trip'].items()]
+    rows += [f"| pickup, peer: {k} | {v['p50_ms']} | {v['p99_ms']} | |" for k,v in res.get('peers', {}).items()
+             if isinstance(v, dict)]
     return '\n'.join(['| case | p50 ms | p99 ms | idle CPU % of a core |', '|---|---:|---:|---:|', *rows])
 
 # %% ../nbs/08a_bench_runtimes.ipynb #99861a24
@@ -975,10 +1065,12 @@ def plot_latency(res:dict):
     ax.barh([i-0.2 for i in y], [v['p50_ms'] for _,v in rows], height=0.4, label='p50')
     ax.barh([i+0.2 for i in y], [v['p99_ms'] for _,v in rows], height=0.4, label='p99')
     ax.set_yticks(list(y), [k for k,_ in rows], fontsize=7); ax.invert_yaxis()
-    for g,c,lbl in ((2, 'C0', 'p50 goal, same process'), (10, 'C1', 'p99 goal, same process')): ax.axvline(g, color=c, ls=':', lw=1, label=lbl)
+    for g,c,lbl in ((2, 'C0', 'p50 goal, same process'), (10, 'C1', 'p99 goal, same process')): ax.axvline(g, color=c,
+        ls=':', lw=1, label=lbl)
     ax.set(xlabel='enqueue → handler start, ms'); ax.legend(fontsize=7)
     m = res['machine']
-    ax.set_title(f"{res['jobs']} no-op jobs {res['gap_ms']} ms apart; {m.get('cpus')} cores, load {m.get('load', ['?'])[0]}", fontsize=8)
+    ax.set_title(f"{res['jobs']} no-op jobs {res['gap_ms']} ms apart; {m.get('cpus')} cores, load "
+                 f"{m.get('load', ['?'])[0]}", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -987,13 +1079,15 @@ def _noop1(data): return None
 async def _anoop1(data): return None
 
 def drain_pool(url, kind:str, n:int)->dict:
-    "Queue `n` no-op jobs at `url`, then drain them with a pool of `kind` (`threads`, `threads, batch=1` or `async`): seconds, jobs/s, cores used"
+    ("Queue `n` no-op jobs at `url`, then drain them with a pool of `kind` (`threads`, `threads, batch=1` or `async`): "
+     "seconds, jobs/s, cores used")
     from concurrency_demo.store import open_queue
     from concurrency_demo.threads import ThreadWorkers
     from concurrency_demo.aio import AsyncWorkers
     with open_queue(url) as q:
         for i in range(0, n, 10_000): q.enqueue_many([None]*min(10_000, n-i))
-    w = AsyncWorkers(url, _anoop1, concurrency=50) if kind == 'async' else ThreadWorkers(url, _noop1, n=2, batch=1 if 'batch=1' in kind else 32)
+    w = AsyncWorkers(url, _anoop1, concurrency=50) if kind == 'async' else ThreadWorkers(url, _noop1, n=2, batch=1
+                                                                                         if 'batch=1' in kind else 32)
     t,c = time.perf_counter(),time.process_time()
     with w:
         while w.stats()['processed'] < n and time.perf_counter() - t < 600: time.sleep(0.005)
@@ -1004,7 +1098,8 @@ def drain_pool(url, kind:str, n:int)->dict:
 _throughput_goals = dict(sqlite=25_000, postgres=10_000)
 
 def _pworkers(url, cpu:list, phases:list)->list:
-    "Run the CPU jobs `cpu` through `ProcessWorkers(n=2)` on the queue at `url`, started and stopped here: the CPU seconds of each job; `phases` gets the seconds of each step"
+    ("Run the CPU jobs `cpu` through `ProcessWorkers(n=2)` on the queue at `url`, started and stopped here: the CPU "
+     "seconds of each job; `phases` gets the seconds of each step")
     from concurrency_demo.store import open_queue
     from concurrency_demo.procs import ProcessWorkers
     t0 = time.perf_counter()
@@ -1018,7 +1113,8 @@ def _pworkers(url, cpu:list, phases:list)->list:
     return res
 
 def _pool_map(ctx, cpu:list, phases:list)->list:
-    "Run the CPU jobs `cpu` on a `multiprocess.Pool(2)` made and ended here (as `with Pool(2) as p` does: `terminate`); `phases` gets the seconds of each step"
+    ("Run the CPU jobs `cpu` on a `multiprocess.Pool(2)` made and ended here (as `with Pool(2) as p` does: "
+     "`terminate`); `phases` gets the seconds of each step")
     t0 = time.perf_counter()
     p = ctx.Pool(2); t1 = time.perf_counter()
     try: res = p.map(_mine('_burn'), cpu, chunksize=1); t2 = time.perf_counter()
@@ -1033,7 +1129,8 @@ def _new_queue(tmp)->str:
     return u
 
 def one_at_a_time(tmp, n:int=5000, repeats:int=5)->dict:
-    "`dequeue` + `ack` one job at a time, `Queue` against raw SQLite (lesson 08's adapters), taking turns: median jobs/s and their ratio"
+    ("`dequeue` + `ack` one job at a time, `Queue` against raw SQLite (lesson 08's adapters), taking turns: median "
+     "jobs/s and their ratio")
     from concurrency_demo.bench import RawSQLite, QueueImpl
     rs = {k: [] for k in ('raw SQLite', 'Queue')}
     for _ in range(repeats):
@@ -1045,19 +1142,24 @@ def one_at_a_time(tmp, n:int=5000, repeats:int=5)->dict:
 
 def cpu_speedups(tmp, quick:bool=False, # 4 smaller jobs, once
                  repeats:int=9)->dict:
-    "Speedup over serial of `multiprocess.Pool(2)` and of `ProcessWorkers(n=2)` on 8 CPU jobs, each started (and stopped) inside its timing; the median seconds of each step"
+    ("Speedup over serial of `multiprocess.Pool(2)` and of `ProcessWorkers(n=2)` on 8 CPU jobs, each started (and "
+     "stopped) inside its timing; the median seconds of each step")
     (n,k),r = ((30_000, 4), 1) if quick else ((100_000, 8), repeats)
     cpu,_burn,ctx,ph = [n]*k,_mine('_burn'),_mp_context('forkserver'),dict(pool=[], process_workers=[])
     with ctx.Pool(1) as p: p.map(_burn, [10])  # the forkserver up, as in an app that has started a pool before
-    urls = iter([_new_queue(tmp) for _ in range(r)])  # the queue exists, as an app's does: its file and table aren't start-up
+    # the queue exists, as an app's does: its file and table aren't start-up
+    urls = iter([_new_queue(tmp) for _ in range(r)])
     res = _compare_runtimes(dict(serial=lambda: [_burn(o) for o in cpu], pool=lambda: _pool_map(ctx, cpu, ph['pool']),
                                  process_workers=lambda: _pworkers(next(urls), cpu, ph['process_workers'])), r)
-    steps = {k: {s: round(1000*statistics.median(o[s] for o in v), 1) for s in ('start', 'run', 'stop')} for k,v in ph.items()}
-    return dict(job=f'count_primes({n:,})', jobs=k, workers=2, ratio=round(res['speedup']['process_workers']/res['speedup']['pool'], 2), steps_ms=steps, **res)
+    steps = {k: {s: round(1000*statistics.median(o[s] for o in v), 1) for s in ('start', 'run', 'stop')}
+             for k,v in ph.items()}
+    return dict(job=f'count_primes({n:,})', jobs=k, workers=2,
+                ratio=round(res['speedup']['process_workers']/res['speedup']['pool'], 2), steps_ms=steps, **res)
 
 def bench_throughput(quick:bool=False, # 2,000 jobs instead of 100,000
                      url:str=None)->dict: # a PostgreSQL server (default: `CDEMO_PG_DSN`, else a throwaway cluster)
-    "Drain rate of 100,000 queued no-op jobs through `ThreadWorkers` and `AsyncWorkers` on SQLite and PostgreSQL, pgqueuer's and procrastinate's; CPU jobs on `ProcessWorkers` against `Pool`"
+    ("Drain rate of 100,000 queued no-op jobs through `ThreadWorkers` and `AsyncWorkers` on SQLite and PostgreSQL, "
+     "pgqueuer's and procrastinate's; CPU jobs on `ProcessWorkers` against `Pool`")
     from concurrency_demo.pgqueue import pg_tmp_cluster, pg_database
     n,res = (2_000 if quick else 100_000),{}
     with ExitStack() as st:
@@ -1065,24 +1167,33 @@ def bench_throughput(quick:bool=False, # 2,000 jobs instead of 100,000
         tmp = Path(st.enter_context(tempfile.TemporaryDirectory(prefix='cdemo-bench-')))
         for store in ('sqlite', 'postgres'):
             for kind in ('threads', 'async', 'threads, batch=1'):
-                with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite' else pg_database(server, 'cdemo_bench')) as loc:
+                with (nullcontext(str(tmp/f'{uuid.uuid4().hex}.db')) if store == 'sqlite'
+                      else pg_database(server, 'cdemo_bench')) as loc:
                     res[f'{store}, {kind}'] = drain_pool(loc, kind, n)
         peers = {}
-        if not quick:  # the peers' own worker loops, in a process each (`lib_rate`, section pg): 20,000 jobs, as the slowest takes a while
+        # the peers' own worker loops, in a process each (`lib_rate`, section pg):
+        # 20,000 jobs, as the slowest takes a while
+        if not quick:
             for lib in ('pgqueuer', 'procrastinate'):
                 if importlib.util.find_spec(lib) is None: peers[lib] = 'not installed'; continue
-                with pg_database(server, 'cdemo_bench') as db: peers[f'postgres, {lib}'] = dict(jobs=20_000, **lib_rate(lib, db, 1, 20_000))
+                with pg_database(server, 'cdemo_bench') as db: peers[f'postgres, {lib}'] = dict(jobs=20_000,
+                    **lib_rate(lib, db, 1, 20_000))
             if importlib.util.find_spec('huey') is None: peers['huey'] = 'not installed'
-            else: peers['sqlite, huey'] = dict(jobs=20_000, workers=2, **huey_rate(tmp/'huey.db', 2, 20_000))  # 2 threads, as ThreadWorkers here
-        return dict(machine=machine(server), quick=quick, jobs=n, drains=res, peers=peers, goals=_throughput_goals, cpu=cpu_speedups(tmp, quick),
+            # 2 threads, as ThreadWorkers here
+            else: peers['sqlite, huey'] = dict(jobs=20_000, workers=2, **huey_rate(tmp/'huey.db', 2, 20_000))
+        return dict(machine=machine(server), quick=quick, jobs=n, drains=res, peers=peers, goals=_throughput_goals,
+                    cpu=cpu_speedups(tmp, quick),
                     one_at_a_time=one_at_a_time(tmp, *((300, 1) if quick else (5000, 5))))
 
 # %% ../nbs/08a_bench_runtimes.ipynb #744573ad
 def throughput_table(res:dict)->str:
     "A `bench_throughput` result as markdown: jobs/s per pool and store, next to the goal"
-    rows = [f"| {k} | {v['rate']:,} | {v['secs']} | {v['cores']} | ≥ {res['goals'][k.split(',')[0]]:,} |" for k,v in res['drains'].items()]
-    rows += [f"| {k} ({v['jobs']:,} jobs, its own worker) | {v['rate']:,} | {v['secs']} | | |" for k,v in res.get('peers', {}).items() if isinstance(v, dict)]
-    return '\n'.join([f"| {res['jobs']:,} no-op jobs, drained by | jobs/s | s | cores | goal |", '|---|---:|---:|---:|---:|', *rows])
+    rows = [f"| {k} | {v['rate']:,} | {v['secs']} | {v['cores']} | ≥ {res['goals'][k.split(',')[0]]:,} |"
+            for k,v in res['drains'].items()]
+    rows += [f"| {k} ({v['jobs']:,} jobs, its own worker) | {v['rate']:,} | {v['secs']} | | |"
+             for k,v in res.get('peers', {}).items() if isinstance(v, dict)]
+    return '\n'.join([f"| {res['jobs']:,} no-op jobs, drained by | jobs/s | s | cores | goal |",
+                      '|---|---:|---:|---:|---:|', *rows])
 
 def plot_throughput(res:dict):
     "Jobs/s of each drain in a `bench_throughput` result, with the goals"
@@ -1090,44 +1201,58 @@ def plot_throughput(res:dict):
     d = {**res['drains'], **{k: v for k,v in res.get('peers', {}).items() if isinstance(v, dict)}}
     ks = list(d)
     fig,ax = plt.subplots(figsize=(6, 0.6 + 0.22*len(ks)))
-    bars = ax.barh(ks, [d[k]['rate'] for k in ks], color=['C0' if k.startswith('sqlite') else 'C1' if k in res['drains'] else 'C7' for k in ks])
+    bars = ax.barh(ks, [d[k]['rate'] for k in ks],
+                   color=['C0' if k.startswith('sqlite') else 'C1' if k in res['drains'] else 'C7' for k in ks])
     ax.bar_label(bars, [f"{d[k]['rate']:,}" for k in ks], fontsize=7); ax.tick_params(axis='y', labelsize=7)
     for s,g in res['goals'].items(): ax.axvline(g, color='C0' if s == 'sqlite' else 'C1', ls=':', lw=1)
     ax.invert_yaxis(); ax.set(xlabel=f"jobs/s draining {res['jobs']:,} queued no-op jobs (dotted: goals)")
-    m = res['machine']; ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
+    m = res['machine']
+    ax.set_title(f"{m.get('cpus')} cores ({m.get('cpu', 'CPU')[:30]}), load {m.get('load', ['?'])[0]}", fontsize=9)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/08a_bench_runtimes.ipynb #ecf2cd1e
 def speed_note(lat:dict, thr:dict)->str:
-    "Each target of 'speed where users feel it' next to its figure, from one `bench_latency` and one `bench_throughput` result, with the peers and the load"
+    ("Each target of 'speed where users feel it' next to its figure, from one `bench_latency` and one "
+     "`bench_throughput` result, with the peers and the load")
     ok = lambda met: '✓' if met else '✗ not met'
     def worst(place, key): return max((v[key], k) for k,v in lat['pickup'].items() if k.endswith(place))
     rows = []
     for place,(g50,g99) in (('same process', (2, 10)), ('across processes', (5, 20))):
         (p50,k50),(p99,k99) = worst(place, 'p50_ms'),worst(place, 'p99_ms')
-        rows.append(f"| pickup, {place}: worst p50 / p99 of 2 stores × {'2' if place == 'same process' else '3'} runtimes | ≤ {g50} / ≤ {g99} ms | {p50} ms ({k50.rsplit(',', 1)[0]}) / {p99} ms ({k99.rsplit(',', 1)[0]}) | {ok(p50 <= g50 and p99 <= g99)} |")
+        rows.append(f"| pickup, {place}: worst p50 / p99 of 2 stores × {'2' if place == 'same process' else '3'} "
+                    f"runtimes | ≤ {g50} / ≤ {g99} ms | {p50} ms ({k50.rsplit(',', 1)[0]}) / {p99} ms "
+                    f"({k99.rsplit(',', 1)[0]}) | {ok(p50 <= g50 and p99 <= g99)} |")
     cpu,kc = max((v['idle_cpu_pct'], k) for k,v in lat['pickup'].items())
     rows.append(f"| idle pool's CPU, worst | ≤ 1% of a core | {cpu}% ({kc}) | {ok(cpu <= 1)} |")
     for place,g in (('same process', 5), ('across processes', 10)):
         p,k = max((v['p50_ms'], k) for k,v in lat['round_trip'].items() if k.endswith(place))
-        rows.append(f"| round trip enqueue → result(), {place}: worst p50 | ≤ {g} ms | {p} ms ({k.split(',')[0]}) | {ok(p <= g)} |")
+        rows.append(f"| round trip enqueue → result(), {place}: worst p50 | ≤ {g} ms | {p} ms ({k.split(',')[0]}) | "
+                    f"{ok(p <= g)} |")
     for k,v in thr['drains'].items():
         if 'batch=1' in k: continue
         g = thr['goals'][k.split(',')[0]]
         rows.append(f"| drain {thr['jobs']:,} no-op jobs: {k} | ≥ {g:,}/s | {v['rate']:,}/s | {ok(v['rate'] >= g)} |")
     o = thr['one_at_a_time']
-    rows.append(f"| `dequeue` + `ack` one at a time ÷ raw SQLite's | ≥ 0.6 | {o['ratio']} ({o['rates']['Queue']:,} ÷ {o['rates']['raw SQLite']:,}/s) | {ok(o['ratio'] >= 0.6)} |")
+    rows.append(f"| `dequeue` + `ack` one at a time ÷ raw SQLite's | ≥ 0.6 | {o['ratio']} ({o['rates']['Queue']:,} ÷ "
+                f"{o['rates']['raw SQLite']:,}/s) | {ok(o['ratio'] >= 0.6)} |")
     c = thr['cpu']
-    rows.append(f"| `ProcessWorkers(n=2)`'s speedup ÷ `Pool(2)`'s, {c['jobs']} × {c['job']}, start-up included | ≥ 0.95 | {c['ratio']} ({c['speedup']['process_workers']}× ÷ {c['speedup']['pool']}×) | {ok(c['ratio'] >= 0.95)} |")
+    rows.append(f"| `ProcessWorkers(n=2)`'s speedup ÷ `Pool(2)`'s, {c['jobs']} × {c['job']}, start-up included | ≥ "
+                f"0.95 | {c['ratio']} ({c['speedup']['process_workers']}× ÷ {c['speedup']['pool']}×) | "
+                f"{ok(c['ratio'] >= 0.95)} |")
     store = lambda k: {'postgres': 'PostgreSQL', 'sqlite': 'SQLite'}.get(k.split(', ')[0], k.split(', ')[0])
-    peers = [f"{k.split(', ')[1]} {v['rate']:,} jobs/s ({store(k)})" for k,v in thr.get('peers', {}).items() if isinstance(v, dict)]
-    picks = [f"{k.split(', ')[1]} p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms" for k,v in lat.get('peers', {}).items() if isinstance(v, dict)]
+    peers = [f"{k.split(', ')[1]} {v['rate']:,} jobs/s ({store(k)})" for k,v in thr.get('peers', {}).items()
+             if isinstance(v, dict)]
+    picks = [f"{k.split(', ')[1]} p50 {v['p50_ms']} ms, p99 {v['p99_ms']} ms" for k,v in lat.get('peers', {}).items()
+             if isinstance(v, dict)]
     m,mt = lat['machine'],thr['machine']
     steps = ''
     if s := c.get('steps_ms'):
         f = lambda k: ' / '.join(f"{s[k][p]:,}" for p in ('start', 'run', 'stop'))
-        steps = f"Where the time went (median ms of start / run / stop): `ProcessWorkers` {f('process_workers')}, `Pool` {f('pool')}. "
+        steps = (f"Where the time went (median ms of start / run / stop): `ProcessWorkers` {f('process_workers')}, "
+                 f"`Pool` {f('pool')}. ")
     return '\n'.join(['| target | goal | measured | |', '|---|---|---|---|', *rows, '',
-        f"Peers in the same run, draining with their own worker loop: {', '.join(peers) or '(none installed)'}; picking up on PostgreSQL, their worker in another process: {', '.join(picks) or '(not measured)'}. "
-        f"{steps}Load average (1 min) as each section recorded it: {m.get('load', ['?'])[0]} (latency), {mt.get('load', ['?'])[0]} (throughput), on {m.get('cpus')} cores."])
+        f"Peers in the same run, draining with their own worker loop: {', '.join(peers) or '(none installed)'}; "
+        f"picking up on PostgreSQL, their worker in another process: {', '.join(picks) or '(not measured)'}. "
+        f"{steps}Load average (1 min) as each section recorded it: {m.get('load', ['?'])[0]} (latency), "
+        f"{mt.get('load', ['?'])[0]} (throughput), on {m.get('cpus')} cores."])

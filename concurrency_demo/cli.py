@@ -6,7 +6,7 @@ Docs: https://concurrency-demo.github.io/concurrency_demo/cli.html.md"""
 
 # %% auto #0
 __all__ = ['commands', 'die', 'parser', 'run', 'usage', 'main', 'enqueue', 'stats', 'jobs', 'show', 'retry', 'cancel', 'prune',
-           'workers', 'pause', 'resume', 'serve', 'worker']
+           'serve', 'workers', 'pause', 'resume', 'worker']
 
 # %% ../nbs/06a_cli.ipynb #51c84889
 import logging, os, signal, socket, sys, threading, time
@@ -35,7 +35,8 @@ def run(f, name:str, args:list):
     for k in ('pdb', 'xtra'): kw.pop(k, None)
     pos = kw.pop('prompts', ())
     try: return f(*pos, **kw)
-    except (ValueError, OSError) as e: die(f'{name}: {e}')  # bad input; a file that is missing, read-only or not a database; a server away
+    # bad input; a file that is missing, read-only or not a database; a server away
+    except (ValueError, OSError) as e: die(f'{name}: {e}')
 
 # %% ../nbs/06a_cli.ipynb #6ecb037b
 def _lazy(mod:str, fn:str):
@@ -43,19 +44,24 @@ def _lazy(mod:str, fn:str):
     from importlib import import_module
     return lambda: getattr(import_module(f'concurrency_demo.{mod}'), fn)
 
-commands = dict(serve=lambda: serve, worker=lambda: worker, enqueue=lambda: enqueue, stats=lambda: stats, jobs=lambda: jobs, show=lambda: show,
+commands = dict(serve=lambda: serve, worker=lambda: worker, enqueue=lambda: enqueue, stats=lambda: stats,
+                jobs=lambda: jobs, show=lambda: show,
                 retry=lambda: retry, cancel=lambda: cancel, prune=lambda: prune,
-                workers=lambda: workers, pause=lambda: pause, resume=lambda: resume, fakeai=_lazy('fakeai', 'serve_fakeai'), bench=_lazy('bench', 'main'))
+                workers=lambda: workers, pause=lambda: pause, resume=lambda: resume,
+                fakeai=_lazy('fakeai', 'serve_fakeai'), bench=_lazy('bench', 'main'))
 
 def usage()->str:
     "What `cdemo --help` prints"
-    docs = dict(fakeai='Serve the fake OpenAI-compatible API (for offline tests and lessons)', bench="Run the series' benchmarks and store the results")
+    docs = dict(fakeai='Serve the fake OpenAI-compatible API (for offline tests and lessons)',
+                bench="Run the series' benchmarks and store the results")
     lines = [f"  {k:<9}{docs.get(k) or f().__doc__}" for k,f in commands.items()]
     return '\n'.join(["usage: cdemo COMMAND [options]   (cdemo COMMAND --help for a command's options)", '',
-                      'Run slow work in the background of a web app: a job queue, its workers, and a console.', '', 'commands:', *lines])
+                      'Run slow work in the background of a web app: a job queue, its workers, and a console.', '',
+                      'commands:', *lines])
 
 # %% ../nbs/06a_cli.ipynb #3051415f
-_extras = dict(fasthtml='console', openai='llm', aiohttp='llm', httpx2='llm', uvicorn='llm', starlette='llm', psycopg='pg',
+_extras = dict(fasthtml='console', openai='llm', aiohttp='llm', httpx2='llm', uvicorn='llm', starlette='llm',
+               psycopg='pg',
                matplotlib='bench', fastprogress='bench')  # the module a command missed → the extra that brings it
 
 def main(argv:list=None):
@@ -71,7 +77,8 @@ def main(argv:list=None):
     try: return run(commands[cmd](), cmd, rest)
     except ModuleNotFoundError as e:
         if (top := (e.name or '').split('.')[0]) not in _extras: raise
-        die(f"{cmd} needs the '{_extras[top]}' extra ({top} is not installed): pip install 'concurrency_demo[{_extras[top]}]'")
+        die(f"{cmd} needs the '{_extras[top]}' extra ({top} is not installed): pip install "
+            f"'concurrency_demo[{_extras[top]}]'")
 
 # %% ../nbs/06a_cli.ipynb #a59c4b42
 def _db_ok(db:str, must_exist:bool=False)->str:
@@ -79,7 +86,8 @@ def _db_ok(db:str, must_exist:bool=False)->str:
     if '://' in str(db): return db
     p = Path(db)
     if must_exist and not p.exists(): raise FileNotFoundError(f"No database at {db}")
-    if not p.parent.exists(): raise FileNotFoundError(f"Can't make a database at {db}: folder {p.parent} does not exist")
+    if not p.parent.exists():
+        raise FileNotFoundError(f"Can't make a database at {db}: folder {p.parent} does not exist")
     return db
 
 @call_parse
@@ -92,7 +100,8 @@ def enqueue(*prompts:str, # the prompts: one job each
     if not prompts: raise ValueError("give at least one prompt")
     ps = [check_prompt(p, i+1) for i,p in enumerate(prompts)]
     if max_attempts < 1: raise ValueError(f"--max-attempts must be at least 1, got {max_attempts}")
-    with open_queue(_db_ok(db), name='llm') as q: ids = q.enqueue_many([{'prompt': p} for p in ps], max_attempts=max_attempts)
+    with open_queue(_db_ok(db), name='llm') as q:
+        ids = q.enqueue_many([{'prompt': p} for p in ps], max_attempts=max_attempts)
     print('\n'.join(map(str, ids)))
 
 # %% ../nbs/06a_cli.ipynb #d5cc93c5
@@ -117,7 +126,8 @@ def _short(s, n): s = ' '.join(str(s).split()); return s if len(s) <= n else s[:
 def _when(t)->str: return time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t)) if t else ''
 def _what(j)->str: return dumps(j.data, ensure_ascii=False) if not isinstance(j.data, str) else j.data
 def _job_dict(j)->dict:
-    return {k: getattr(j, k) for k in ('id', 'queue', 'status', 'data', 'result', 'error', 'attempts', 'max_attempts', 'priority', 'key', 'worker',
+    return {k: getattr(j, k) for k in ('id', 'queue', 'status', 'data', 'result', 'error', 'attempts', 'max_attempts',
+                                       'priority', 'key', 'worker',
                                        'progress', 'note', 'run_at', 'created_at', 'started_at', 'updated_at')}
 def _waited(j)->str: return f'  (waited {j.started_at - j.run_at:.3f} s)' if j.status != 'queued' else ''
 
@@ -133,11 +143,13 @@ def jobs(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:/
          json:store_true=False): # print a JSON array of the jobs, in full
     "List jobs, newest first, with the dashboard's filters"
     from concurrency_demo.store import open_queue
-    with open_queue(_db_ok(db, must_exist=True)) as s: js = s.find(queue=queue, status=status, task=task, q=q, n=limit, before=before, oldest=oldest)
+    with open_queue(_db_ok(db, must_exist=True)) as s:
+        js = s.find(queue=queue, status=status, task=task, q=q, n=limit, before=before, oldest=oldest)
     if json: return print(dumps([_job_dict(j) for j in js], ensure_ascii=False))
     w = max([5, *(len(j.queue) for j in js)])
     print(f"{'id':>7}  {'queue':<{w}}  {'status':<9}  {'tries':>5}  {'created (UTC)':<19}  what")
-    for j in js: print(f"{j.id:>7}  {j.queue:<{w}}  {j.status:<9}  {f'{j.attempts}/{j.max_attempts}':>5}  {_when(j.created_at):<19}  {_short(_what(j), 60)}")
+    for j in js: print(f"{j.id:>7}  {j.queue:<{w}}  {j.status:<9}  {f'{j.attempts}/{j.max_attempts}':>5}  "
+                       f"{_when(j.created_at):<19}  {_short(_what(j), 60)}")
 
 # %% ../nbs/06a_cli.ipynb #dcd3b5a7
 def _get(s, id:int):
@@ -151,16 +163,24 @@ def show(id:int, # the job's id
     "Print one job in full: data, result, error, times, worker"
     from concurrency_demo.store import open_queue
     with open_queue(_db_ok(db, must_exist=True)) as s: j = _get(s, id); errs = s.errors(id)
-    if json: return print(dumps(dict(_job_dict(j), errors=[dict(attempt=a, at=t, error=e) for a,t,e in errs]), ensure_ascii=False))
-    took = f"  ({j.updated_at - j.created_at:.3f} s after it was enqueued" + (f", ran {j.updated_at - j.started_at:.3f} s" if j.started_at and j.status != 'cancelled' else '') + ')' if j.status in ('done', 'dead', 'cancelled') else ''
-    rows = [('job', f'{j.id} in queue {j.queue}: {j.status}'), ('attempts', f'{j.attempts} of {j.max_attempts}'), ('priority', j.priority),
-            ('key', j.key), ('worker', j.worker), ('progress', f'{j.progress:.0%} {j.note or ""}'.strip() if j.progress is not None else j.note),
-            ('created', _when(j.created_at) + ' UTC'), ('started', _when(j.started_at) + ' UTC' + _waited(j) if j.started_at else None),
+    if json: return print(dumps(dict(_job_dict(j), errors=[dict(attempt=a, at=t, error=e) for a,t,e in errs]),
+                                ensure_ascii=False))
+    took = (f"  ({j.updated_at - j.created_at:.3f} s after it was enqueued"
+            + (f", ran {j.updated_at - j.started_at:.3f} s" if j.started_at and j.status != 'cancelled' else '') + ')'
+            if j.status in ('done', 'dead', 'cancelled') else '')
+    rows = [('job', f'{j.id} in queue {j.queue}: {j.status}'), ('attempts', f'{j.attempts} of {j.max_attempts}'),
+            ('priority', j.priority),
+            ('key', j.key), ('worker', j.worker),
+            ('progress', f'{j.progress:.0%} {j.note or ""}'.strip() if j.progress is not None else j.note),
+            ('created', _when(j.created_at) + ' UTC'),
+            ('started', _when(j.started_at) + ' UTC' + _waited(j) if j.started_at else None),
             ('updated', _when(j.updated_at) + ' UTC' + took)]
     for k,v in rows:
         if v not in (None, ''): print(f'{k:<9} {v}')
     print('data', dumps(j.data, indent=2, ensure_ascii=False), sep='\n')
-    if j.status == 'done': print('result', j.result if isinstance(j.result, str) else dumps(j.result, indent=2, ensure_ascii=False), sep='\n')
+    if j.status == 'done':
+        print('result', j.result if isinstance(j.result, str) else dumps(j.result, indent=2, ensure_ascii=False),
+              sep='\n')
     if len(errs) > 1:
         for a,t,e in errs: print(f'error of attempt {a} ({_when(t)} UTC)', e, sep='\n')
     elif j.error: print('error', j.error, sep='\n')
@@ -199,43 +219,6 @@ def prune(older_than:str=None, # age of the finished jobs to delete: seconds, or
         with open_queue(db, name=name) as q: n += q.prune(age)
     print(f"deleted {n} finished job{'s'[:n!=1]} older than {older_than}")
 
-# %% ../nbs/06a_cli.ipynb #74c3d088
-def _age(s)->str: return f"{s:.0f} s ago" if s < 120 else f"{s/60:.0f} min ago" if s < 7200 else f"{s/3600:.0f} h ago"
-
-@call_parse
-def workers(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:// URL
-            json:store_true=False): # print a JSON object: the pools' rows and the paused queues
-    "List the worker pools (alive or dead, what they serve and run, jobs/s) and the paused queues"
-    from concurrency_demo.store import open_queue
-    with open_queue(_db_ok(db, must_exist=True)) as s: ps,paused = s.pools(),sorted(s.paused())
-    if json: return print(dumps(dict(pools=ps, paused=paused)))
-    if not ps: print('no worker pools (none is running, or none has written its first heartbeat yet)')
-    else:
-        w = max(len(p['id']) for p in ps)
-        print(f"{'pool':<{w}}  {'state':<5}  {'kind':<9}  {'host':<12}  {'size':>4}  {'queues':<12}  {'running':<12}  {'done':>7}  {'failed':>6}  {'jobs/s 1m':>9}  {'5m':>6}  last beat")
-        for p in ps:
-            print(f"{p['id']:<{w}}  {'alive' if p['alive'] else 'dead':<5}  {p['kind']:<9}  {_short(p['host'], 12):<12}  {p['size']:>4}  {_short(','.join(p['queues']), 12):<12}  "
-                  f"{_short(','.join(map(str, p['running'])) or '-', 12):<12}  {p['processed']:>7}  {p['failed']:>6}  {p['rate_1m']:>9.1f}  {p['rate_5m']:>6.1f}  {_age(p['age'])}")
-    if paused: print('paused queues: ' + ', '.join(paused))
-
-# %% ../nbs/06a_cli.ipynb #e0210932
-def _pause(db, queue, on:bool):
-    from concurrency_demo.store import open_queue, _queue_name
-    with open_queue(_db_ok(db, must_exist=True), name=_queue_name(queue)) as s: changed = s.pause() if on else s.resume()
-    print(f"queue {queue}: {'paused' if on else 'resumed'}" + ('' if changed else f" (it was {'paused' if on else 'not paused'} already)"))
-
-@call_parse
-def pause(queue:str, # the queue's name
-          db:str='jobs.db'): # the queue database: a SQLite path or a postgresql:// URL
-    "Pause a queue: no worker, in any process, claims its jobs until `cdemo resume` (enqueueing goes on)"
-    _pause(db, queue, True)
-
-@call_parse
-def resume(queue:str, # the queue's name
-           db:str='jobs.db'): # the queue database: a SQLite path or a postgresql:// URL
-    "Resume a paused queue: its workers claim its jobs again"
-    _pause(db, queue, False)
-
 # %% ../nbs/06a_cli.ipynb #bb9ece69
 def _listen(host, port):
     "A socket bound to `host:port`, or a one-line error saying why not"
@@ -250,7 +233,8 @@ def _llm(llm, base_url, model, latency):
     from concurrency_demo.llm import llm_config
     from concurrency_demo.fakeai import FakeAI
     llm = llm or os.environ.get('CDEMO_LLM') or 'fake'
-    fake = FakeAI(latency=latency).start() if llm == 'fake' and not (base_url or os.environ.get('CDEMO_LLM_BASE_URL')) else None
+    fake = (FakeAI(latency=latency).start() if llm == 'fake' and not (base_url or os.environ.get('CDEMO_LLM_BASE_URL'))
+            else None)
     try: return llm_config(llm, fake.url if fake else base_url, model),fake
     except Exception:
         if fake: fake.stop()
@@ -272,7 +256,8 @@ def _stop_fake(fake):
     try: fake.stop()
     finally: log.setLevel(lvl)
 
-def _describe(cfg): return 'none' if cfg is None else f"{cfg.llm} ({cfg.model}" + (f" at {cfg.base_url})" if cfg.base_url else ')')
+def _describe(cfg):
+    return 'none' if cfg is None else f"{cfg.llm} ({cfg.model}" + (f" at {cfg.base_url})" if cfg.base_url else ')')
 
 # %% ../nbs/06a_cli.ipynb #f5c0896d
 @call_parse
@@ -296,18 +281,22 @@ def serve(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:
     if not 0 <= port <= 65535: raise ValueError(f"--port must be from 0 to 65535, got {port}")
     token = token or os.environ.get('CDEMO_DASHBOARD_TOKEN') or None
     if host.strip('[]') not in loopback and not token:
-        raise ValueError(f"serving on {host} (not loopback) needs --token or CDEMO_DASHBOARD_TOKEN: anyone who reaches the port could run and delete jobs")
-    hosts = [*loopback, *([host] if host not in ('0.0.0.0', '::') else []), *filter(None, (allow_host or '').split(','))]
+        raise ValueError(f"serving on {host} (not loopback) needs --token or CDEMO_DASHBOARD_TOKEN: anyone who reaches "
+                         f"the port could run and delete jobs")
+    hosts = [*loopback, *([host] if host not in ('0.0.0.0', '::') else []),
+             *filter(None, (allow_host or '').split(','))]
     sock = _listen(host, port)
     old = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends the command as Ctrl-C does, cleaning up on the way
     cfg,fake = None,None
     try:
         if not no_workers: cfg,fake = _llm(llm, base_url, model, latency)
-        app = console_app(db, workers=not no_workers, concurrency=concurrency, cpu_workers=cpu_workers, stop_timeout=stop_timeout, token=token, hosts=hosts,
+        app = console_app(db, workers=not no_workers, concurrency=concurrency, cpu_workers=cpu_workers,
+                          stop_timeout=stop_timeout, token=token, hosts=hosts,
                        **(dict(llm=cfg.llm, base_url=cfg.base_url, model=cfg.model) if cfg else {}))
         h,p = sock.getsockname()[:2]
         msg = (f"Job console: http://{'['+h+']' if ':' in h else h}:{p}  (database {db}; LLM {_describe(cfg)}; "
-               f"{'no workers' if no_workers else f'{concurrency} LLM calls at once, {cpu_workers} CPU worker(s)'}). Ctrl-C to stop.")
+               f"{'no workers' if no_workers else f'{concurrency} LLM calls at once, {cpu_workers} CPU worker(s)'}). "
+               f"Ctrl-C to stop.")
         srv = uvicorn.Server(uvicorn.Config(app, log_level='warning', access_log=False, timeout_graceful_shutdown=5))
         threading.Thread(target=_announce, args=(srv, msg), daemon=True).start()
         srv.run(sockets=[sock])
@@ -316,6 +305,48 @@ def serve(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:
         _stop_fake(fake)
         signal.signal(signal.SIGTERM, old)
     print("Stopped.", flush=True)
+
+# %% ../nbs/06a_cli.ipynb #74c3d088
+def _age(s)->str: return f"{s:.0f} s ago" if s < 120 else f"{s/60:.0f} min ago" if s < 7200 else f"{s/3600:.0f} h ago"
+
+@call_parse
+def workers(db:str='jobs.db', # the queue database: a SQLite path or a postgresql:// URL
+            json:store_true=False): # print a JSON object: the pools' rows and the paused queues
+    "List the worker pools (alive or dead, what they serve and run, jobs/s) and the paused queues"
+    from concurrency_demo.store import open_queue
+    with open_queue(_db_ok(db, must_exist=True)) as s: ps,paused = s.pools(),sorted(s.paused())
+    if json: return print(dumps(dict(pools=ps, paused=paused)))
+    if not ps: print('no worker pools (none is running, or none has written its first heartbeat yet)')
+    else:
+        w = max(len(p['id']) for p in ps)
+        print(f"{'pool':<{w}}  {'state':<5}  {'kind':<9}  {'host':<12}  {'size':>4}  {'queues':<12}  {'running':<12}  "
+              f"{'done':>7}  {'failed':>6}  {'jobs/s 1m':>9}  {'5m':>6}  last beat")
+        for p in ps:
+            print(f"{p['id']:<{w}}  {'alive' if p['alive'] else 'dead':<5}  {p['kind']:<9}  "
+                  f"{_short(p['host'], 12):<12}  {p['size']:>4}  {_short(','.join(p['queues']), 12):<12}  "
+                  f"{_short(','.join(map(str, p['running'])) or '-', 12):<12}  {p['processed']:>7}  {p['failed']:>6}  "
+                  f"{p['rate_1m']:>9.1f}  {p['rate_5m']:>6.1f}  {_age(p['age'])}")
+    if paused: print('paused queues: ' + ', '.join(paused))
+
+# %% ../nbs/06a_cli.ipynb #e0210932
+def _pause(db, queue, on:bool):
+    from concurrency_demo.store import open_queue, _queue_name
+    with open_queue(_db_ok(db, must_exist=True), name=_queue_name(queue)) as s:
+        changed = s.pause() if on else s.resume()
+    print(f"queue {queue}: {'paused' if on else 'resumed'}"
+          + ('' if changed else f" (it was {'paused' if on else 'not paused'} already)"))
+
+@call_parse
+def pause(queue:str, # the queue's name
+          db:str='jobs.db'): # the queue database: a SQLite path or a postgresql:// URL
+    "Pause a queue: no worker, in any process, claims its jobs until `cdemo resume` (enqueueing goes on)"
+    _pause(db, queue, True)
+
+@call_parse
+def resume(queue:str, # the queue's name
+           db:str='jobs.db'): # the queue database: a SQLite path or a postgresql:// URL
+    "Resume a paused queue: its workers claim its jobs again"
+    _pause(db, queue, False)
 
 # %% ../nbs/06a_cli.ipynb #8d8e4b2b
 @call_parse
@@ -339,27 +370,32 @@ def worker(db:str='jobs.db', # the queue database: a SQLite path or a postgresql
     cfg,fake = _llm(llm, base_url, model, latency)
     try:
         cw = ConsoleWorkers(db, cfg, concurrency=concurrency, cpu_workers=cpu_workers).start()
-        print(f"Workers on {db}: LLM {_describe(cfg)}, {concurrency} calls at once; {cpu_workers} CPU worker(s). Ctrl-C to stop.", flush=True)
+        print(f"Workers on {db}: LLM {_describe(cfg)}, {concurrency} calls at once; {cpu_workers} CPU worker(s). "
+              f"Ctrl-C to stop.", flush=True)
         try:
             while not stop.wait(0.5): pass
         finally: cw.stop(stop_timeout)
         st = cw.stats()
-        print(f"Stopped: {st['llm']['processed']} LLM jobs and {st['cpu']['processed'] if st['cpu'] else 0} CPU jobs done here.", flush=True)
+        print(f"Stopped: {st['llm']['processed']} LLM jobs and {st['cpu']['processed'] if st['cpu'] else 0} CPU jobs "
+              f"done here.", flush=True)
     finally:
         _stop_fake(fake)
         for s,h in old.items(): signal.signal(s, h)
 
 # %% ../nbs/06a_cli.ipynb #675fb041
 def _load_tasks(spec:str):
-    "The `Tasks` registry that `module:name` names, imported with the working directory on the path (as uvicorn finds an app)"
+    ("The `Tasks` registry that `module:name` names, imported with the working directory on the path (as uvicorn finds "
+     "an app)")
     mod,_,name = spec.partition(':')
     if not mod or not name.isidentifier(): raise ValueError(f"--tasks takes module:name, like app:tasks, got {spec!r}")
     if os.getcwd() not in sys.path: sys.path.insert(0, os.getcwd())
     import importlib
     try: m = importlib.import_module(mod)
-    except ImportError as e: raise ValueError(f"--tasks: can't import {mod!r} (from the working directory or the installed packages): {e}") from None
+    except ImportError as e: raise ValueError(f"--tasks: can't import {mod!r} (from the working directory or the "
+                                              f"installed packages): {e}") from None
     from concurrency_demo.tasks import Tasks
-    if not isinstance(t := getattr(m, name, None), Tasks): raise ValueError(f"--tasks: {spec} is {type(t).__name__}, not a Tasks registry")
+    if not isinstance(t := getattr(m, name, None), Tasks):
+        raise ValueError(f"--tasks: {spec} is {type(t).__name__}, not a Tasks registry")
     return t
 
 def _task_workers(spec, threads, concurrency, processes, stop_timeout):
@@ -369,6 +405,7 @@ def _task_workers(spec, threads, concurrency, processes, stop_timeout):
     t = _load_tasks(spec)
     plan = plan_pools(t, threads, concurrency, processes)
     where = re.sub(r':[^:@/]*@', ':***@', t.url)
-    print(f"Workers of {spec} on {where}: " + ', '.join(f'queue {q} on {k}' for q,k in plan.items()) + '. Ctrl-C to stop.', flush=True)
+    print(f"Workers of {spec} on {where}: " + ', '.join(f'queue {q} on {k}' for q,k in plan.items())
+          + '. Ctrl-C to stop.', flush=True)
     run_workers(t, threads=threads, concurrency=concurrency, processes=processes, stop_timeout=stop_timeout)
     print("Stopped.", flush=True)

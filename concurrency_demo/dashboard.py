@@ -38,7 +38,8 @@ def describe(j)->str:
     "What job `j` asks for, in a line: `task(args, k=v)` for a task call, else its data as JSON"
     d = j.data
     if task_name(j) and isinstance(d.get('args', []), list) and isinstance(d.get('kwargs', {}), dict):
-        return f"{d['task']}({', '.join([*map(_json, d.get('args', [])), *[f'{k}={_json(v)}' for k,v in d.get('kwargs', {}).items()]])})"
+        args = [*map(_json, d.get('args', [])), *[f'{k}={_json(v)}' for k,v in d.get('kwargs', {}).items()]]
+        return f"{d['task']}({', '.join(args)})"
     return _json(d)
 
 # %% ../nbs/06c_dashboard.ipynb #2dc89e85
@@ -46,7 +47,8 @@ def dur(s)->str:
     "`s` seconds, readably"
     if s is None: return ''
     s = max(0., float(s))
-    return f"{s*1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 60 else f"{s/60:.1f} min" if s < 3600 else f"{s/3600:.1f} h" if s < 86400 else f"{s/86400:.1f} d"
+    return (f"{s*1000:.0f} ms" if s < 1 else f"{s:.1f} s" if s < 60 else f"{s/60:.1f} min" if s < 3600
+            else f"{s/3600:.1f} h" if s < 86400 else f"{s/86400:.1f} d")
 
 def when(t, now=None):
     "A `Time` element: how long ago `t` was, with the UTC time as its title"
@@ -66,7 +68,8 @@ def outcome(j):
     if j.status == 'done': return _short(j.result if isinstance(j.result, str) else _json(j.result), 300)
     if not j.error: return Span(j.note or '', cls='note') if j.status == 'running' else ''
     last = (j.error.strip().splitlines() or [''])[-1]
-    pre = ('retrying after: ' if j.attempts else 'before the retry: ') if j.status == 'queued' else 'before: ' if j.status == 'running' else ''
+    pre = (('retrying after: ' if j.attempts else 'before the retry: ') if j.status == 'queued'
+           else 'before: ' if j.status == 'running' else '')
     return Details(Summary(pre + _short(last, 200)), Pre(_short(j.error, 4000)))
 
 def actions(j, root='', view='row'):
@@ -74,25 +77,31 @@ def actions(j, root='', view='row'):
     act = 'cancel' if j.status in ('queued', 'running') else 'retry' if j.status in ('dead', 'cancelled') else None
     if not act: return ''
     tgt = f'#job-{j.id}' if view == 'row' else '#job-detail'
-    return Button(act.title(), hx_post=f'{root}/jobs/{j.id}/{act}?view={view}', hx_target=tgt, hx_swap='outerHTML', cls=f'act {act}')
+    return Button(act.title(), hx_post=f'{root}/jobs/{j.id}/{act}?view={view}', hx_target=tgt, hx_swap='outerHTML',
+                  cls=f'act {act}')
 
 def status_cell(j):
-    bar = Progress(value=f'{j.progress:.3f}', max='1') if j.status == 'running' and isinstance(j.progress, (int, float)) else ''
+    bar = (Progress(value=f'{j.progress:.3f}', max='1')
+           if j.status == 'running' and isinstance(j.progress, (int, float)) else '')
     return Td(j.status, bar, cls=f'status {j.status}')
 
 def job_row(j, root='', describe=describe):
     "Job `j` as a table row"
     t = j.updated_at - j.created_at if j.status in finished else None
-    return Tr(Td(A(j.id, href=f'{root}/job/{j.id}')), Td(j.queue, cls='wide'), Td(_short(describe(j), 200), cls='what'), status_cell(j),
-              Td(f'{j.attempts}/{j.max_attempts}', cls='wide'), Td(when(j.created_at), cls='wide'), Td(dur(t), cls='wide'),
+    return Tr(Td(A(j.id, href=f'{root}/job/{j.id}')), Td(j.queue, cls='wide'),
+              Td(_short(describe(j), 200), cls='what'), status_cell(j),
+              Td(f'{j.attempts}/{j.max_attempts}', cls='wide'), Td(when(j.created_at), cls='wide'),
+              Td(dur(t), cls='wide'),
               Td(outcome(j), cls='out'), Td(actions(j, root)), id=f'job-{j.id}', data_sig=sig(j))
 
 def raw_row(j):
     "A row for a job that can't be rendered: its fields as JSON"
     raw = _json({k: getattr(j, k, None) for k in ('id', 'queue', 'status', 'data', 'result', 'error')})
-    return Tr(Td(getattr(j, 'id', '?')), Td(Code(_short(raw, 2000)), colspan=8, cls='what raw'), id=f"job-{getattr(j, 'id', 'x')}", data_sig='raw')
+    return Tr(Td(getattr(j, 'id', '?')), Td(Code(_short(raw, 2000)), colspan=8, cls='what raw'),
+              id=f"job-{getattr(j, 'id', 'x')}", data_sig='raw')
 
-_rows,_rows_lock = {},threading.Lock()  # rendered rows by what they show: a page of unchanged rows costs dict lookups, not rendering
+# rendered rows by what they show: a page of unchanged rows costs dict lookups, not rendering
+_rows,_rows_lock = {},threading.Lock()
 
 def row(j, root='', describe=describe)->str:
     "Job `j`'s row as HTML (from the cache if it is unchanged), or its raw row if rendering fails"
@@ -112,7 +121,8 @@ def queue_ctl(name:str, paused=(), root='')->tuple:
     "A paused badge and a Resume button, or a Pause button, for queue `name`"
     act = 'resume' if name in paused else 'pause'
     return (Span('paused', cls='badge paused') if name in paused else '',
-            Button(act.title(), hx_post=f"{root}/queues/{quote(name, safe='')}/{act}", hx_target='#msg', hx_swap='innerHTML', cls=f'act {act}'))
+            Button(act.title(), hx_post=f"{root}/queues/{quote(name, safe='')}/{act}", hx_target='#msg',
+                   hx_swap='innerHTML', cls=f'act {act}'))
 
 # %% ../nbs/06c_dashboard.ipynb #59843876
 def qs_url(root, **kw)->str:
@@ -129,46 +139,65 @@ def busy(running)->dict:
 def workers_view(workers:dict, root=''):
     "Which workers are running jobs now, and how many of which queue"
     if not workers: return ''
-    return P('Running now: ', *[x for w,qs in sorted(workers.items()) for x in (Span(w, cls='worker'), ' (' + ', '.join(f'{n} {q}' for q,n in sorted(qs.items())) + ') ')],
+    return P('Running now: ',
+             *[x for w,qs in sorted(workers.items())
+               for x in (Span(w, cls='worker'), ' (' + ', '.join(f'{n} {q}' for q,n in sorted(qs.items())) + ') ')],
              cls='workers')
 
 def counts_view(counts:dict, root='', err=None, workers=None, paused=()):
-    "Jobs per queue and status, each a link to that filter, with a pause or resume button per queue; and the workers running jobs now"
-    counts = {**{q: {} for q in paused}, **counts}  # a paused queue with no jobs still has its row, and its Resume button
+    ("Jobs per queue and status, each a link to that filter, with a pause or resume button per queue; and the workers "
+     "running jobs now")
+    # a paused queue with no jobs still has its row, and its Resume button
+    counts = {**{q: {} for q in paused}, **counts}
     tot = {s: sum(c.get(s, 0) for c in counts.values()) for s in statuses}
     def cell(n, **f): return Td(A(f'{n:,}', href=qs_url(root, **f)) if n else '0', cls=f"status {f.get('status', '')}")
-    rows = [Tr(Th(A(name, href=qs_url(root, queue=name)), *queue_ctl(name, paused, root)), *[cell(c.get(s, 0), queue=name, status=s) for s in statuses]) for name,c in sorted(counts.items())]
-    if len(counts) != 1: rows.append(Tr(Th(A('all', href=qs_url(root))), *[cell(tot[s], status=s) for s in statuses], cls='total'))
+    rows = [Tr(Th(A(name, href=qs_url(root, queue=name)), *queue_ctl(name, paused, root)),
+               *[cell(c.get(s, 0), queue=name, status=s) for s in statuses]) for name,c in sorted(counts.items())]
+    if len(counts) != 1: rows.append(Tr(Th(A('all', href=qs_url(root))), *[cell(tot[s], status=s) for s in statuses],
+                                        cls='total'))
     return Div(Table(Thead(Tr(Th('queue'), *[Th(A(s, href=qs_url(root, status=s))) for s in statuses])), Tbody(*rows)),
                workers_view(workers or {}, root), P(err, cls='error') if err else '', id='counts')
 
 # %% ../nbs/06c_dashboard.ipynb #15a11fca
 def _ids(ids, root, most=8):
-    return [x for k,i in enumerate(ids[:most]) for x in ((', ' if k else ''), A(i, href=f'{root}/job/{i}'))] + (['…'] if len(ids) > most else []) or ['-']
+    return ([x for k,i in enumerate(ids[:most]) for x in ((', ' if k else ''), A(i, href=f'{root}/job/{i}'))]
+            + (['…'] if len(ids) > most else []) or ['-'])
 
 def pool_row(p:dict, root=''):
     "One worker pool's heartbeat row (`Store.pools`) as a table row; greyed if it is dead"
-    return Tr(Td(Span(p['id'], cls='worker'), title=f"on {p['host']}, pid {p['pid']}, started {datetime.fromtimestamp(p['started_at'], timezone.utc):%Y-%m-%d %H:%M:%S} UTC"),
+    return Tr(Td(Span(p['id'], cls='worker'),
+                 title=f"on {p['host']}, pid {p['pid']}, started "
+                       f"{datetime.fromtimestamp(p['started_at'], timezone.utc):%Y-%m-%d %H:%M:%S} UTC"),
               Td('alive' if p['alive'] else 'dead', cls='state'), Td(p['kind'], cls='wide'),
-              Td(*[x for k,q in enumerate(p['queues']) for x in ((', ' if k else ''), A(q, href=qs_url(root, queue=q)))]), Td(p['size'], cls='wide'),
-              Td(*_ids(p['running'], root), cls='running'), Td(f"{p['processed']:,}"), Td(f"{p['failed']:,}", cls='wide'),
-              Td(f"{p['rate_1m']:.1f}"), Td(f"{p['rate_5m']:.1f}", cls='wide'), Td(when(p['beat_at'])), cls='pool' + ('' if p['alive'] else ' dead'), data_pool=p['id'])
+              Td(*[x for k,q in enumerate(p['queues'])
+                   for x in ((', ' if k else ''), A(q, href=qs_url(root, queue=q)))]), Td(p['size'], cls='wide'),
+              Td(*_ids(p['running'], root), cls='running'), Td(f"{p['processed']:,}"),
+              Td(f"{p['failed']:,}", cls='wide'),
+              Td(f"{p['rate_1m']:.1f}"), Td(f"{p['rate_5m']:.1f}", cls='wide'), Td(when(p['beat_at'])),
+              cls='pool' + ('' if p['alive'] else ' dead'), data_pool=p['id'])
 
 def pools_view(pools:list, root=''):
-    "The Workers panel: every pool writing heartbeats, alive ones first; a pool whose row can't be drawn shows as raw JSON"
+    ("The Workers panel: every pool writing heartbeats, alive ones first; a pool whose row can't be drawn shows as raw "
+     "JSON")
     def safe(p):
         try: return pool_row(p, root)
         except Exception: return Tr(Td(Code(_short(_json(p), 500)), colspan=11, cls='raw'))
-    heads = [Th(h, cls=c) if c else Th(h) for h,c in (('pool', ''), ('state', ''), ('kind', 'wide'), ('queues', ''), ('size', 'wide'), ('running', ''), ('done', ''),
+    heads = [Th(h, cls=c) if c else Th(h)
+             for h,c in (('pool', ''), ('state', ''), ('kind', 'wide'), ('queues', ''), ('size', 'wide'),
+                         ('running', ''), ('done', ''),
                                       ('failed', 'wide'), ('jobs/s 1m', ''), ('5m', 'wide'), ('last beat', ''))]
     body = [safe(p) for p in sorted(pools, key=lambda p: (not p.get('alive'), str(p.get('id'))))]
-    return Div(H2('Workers'), Div(Table(Thead(Tr(*heads)), Tbody(*body)), cls='scroll') if body else P('No worker pool writes heartbeats to this database.', cls='note'), id='pools')
+    return Div(H2('Workers'), Div(Table(Thead(Tr(*heads)), Tbody(*body)), cls='scroll') if body
+               else P('No worker pool writes heartbeats to this database.', cls='note'), id='pools')
 
 # %% ../nbs/06c_dashboard.ipynb #13c4ef98
 class Watcher:
-    "One thread per dashboard: bumps `version` when the database may have changed (`Store.change_token`; every `tick` s for a store without one), keeps `counts`"
+    ("One thread per dashboard: bumps `version` when the database may have changed (`Store.change_token`; every `tick` "
+     "s for a store without one), keeps `counts`")
     def __init__(self, url, every:float=0.2, tick:float=1.0, idle:float=30):
-        store_attr(); self.version,self.counts,self.counts_v,self.err,self.seen,self.thread,self.lock = 0,{},0,None,0.,None,threading.Lock()
+        store_attr()
+        self.version,self.counts,self.counts_v,self.err = 0,{},0,None
+        self.seen,self.thread,self.lock = 0.,None,threading.Lock()
         self.run,self.counts_run,self.workers = 0,-1,{}
     def touch(self):
         "A stream is listening: start the thread if it isn't running"
@@ -176,13 +205,15 @@ class Watcher:
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
                 self.run += 1
-                self.thread = threading.Thread(target=self._run, args=(self.run,), daemon=True, name='cdemo-dashboard-watcher'); self.thread.start()
+                self.thread = threading.Thread(target=self._run, args=(self.run,), daemon=True,
+                                               name='cdemo-dashboard-watcher'); self.thread.start()
     def stop(self):
         "Let the thread end now (the next stream or page starts it again)"
         self.seen = 0.
         if self.thread is not None: self.thread.join(5)
     def page_counts(self, store):
-        "Counts and busy workers for drawing a page: the running watcher's (recounted whenever anything changed), else counted now with `store`"
+        ("Counts and busy workers for drawing a page: the running watcher's (recounted whenever anything changed), "
+         "else counted now with `store`")
         self.touch()
         if self.counts_run == self.run and self.thread.is_alive(): return self.counts,self.workers
         return store.counts(),{}
@@ -197,25 +228,30 @@ class Watcher:
                     if v is None or v != last: last,stale = v,True; self.version += 1
                     if stale and (now := time.monotonic()) >= next_counts:
                         t = time.perf_counter(); self.counts,self.err = q.counts(),None
-                        self.workers = busy(q.find(status='running', n=1000)) if any(c.get('running') for c in self.counts.values()) else {}
+                        self.workers = (busy(q.find(status='running', n=1000))
+                                        if any(c.get('running') for c in self.counts.values()) else {})
                         cost = time.perf_counter() - t
                         stale,next_counts,self.counts_run = False,now + max(1., 5*cost),run; self.counts_v += 1
-                except Exception as e: self.err = ' '.join(f'{e}'.split())[:300] or type(e).__name__; self.counts_v += 1; time.sleep(1)  # the database away: say so, try again
+                except Exception as e:  # the database away: say so, try again
+                    self.err = ' '.join(f'{e}'.split())[:300] or type(e).__name__; self.counts_v += 1; time.sleep(1)
                 time.sleep(self.every if last is not None else self.tick)
         finally:
             if q is not None: q.close()
 
 # %% ../nbs/06c_dashboard.ipynb #51b855d4
-Watcher.pools,Watcher.paused,Watcher.pools_v,Watcher.pools_run,Watcher._pools_at,Watcher._pools_sig = [],set(),0,-1,0.,None
+Watcher.pools,Watcher.paused,Watcher.pools_v = [],set(),0
+Watcher.pools_run,Watcher._pools_at,Watcher._pools_sig = -1,0.,None
 
 @patch
 def _look_pools(self:Watcher, q, run):
-    "Read the pools and the paused set (at most once a second, or at once after `poke_pools`); move `pools_v`/`counts_v` when they changed"
+    ("Read the pools and the paused set (at most once a second, or at once after `poke_pools`); move "
+     "`pools_v`/`counts_v` when they changed")
     if time.monotonic() < self._pools_at: return
     self._pools_at = time.monotonic() + 1
     ps,pz = q.pools(),q.paused()
     sig = [(p['id'], p['alive'], p['beat_at'], p['running'], p['processed'], p['failed']) for p in ps]
-    if sig != self._pools_sig or self.pools_run != run: self.pools,self._pools_sig,self.pools_run = ps,sig,run; self.pools_v += 1
+    if sig != self._pools_sig or self.pools_run != run:
+        self.pools,self._pools_sig,self.pools_run = ps,sig,run; self.pools_v += 1
     if pz != self.paused:
         self.paused = pz
         if self.counts_v: self.counts_v += 1
@@ -225,14 +261,16 @@ def poke_pools(self:Watcher): "Look at the pools and paused queues at the watche
 
 @patch
 def page_pools(self:Watcher, store):
-    "The pools and paused queues for drawing a page, read now with `store` (two small tables): a page drawn after a pause shows it"
+    ("The pools and paused queues for drawing a page, read now with `store` (two small tables): a page drawn after a "
+     "pause shows it")
     return store.pools(),store.paused()
 
 # %% ../nbs/06c_dashboard.ipynb #ef204ef5
 _filters = ('queue', 'status', 'task', 'q')
 
 def page_query(f:dict, n:int)->dict:
-    "`Store.find`'s arguments for the filters and page in `f`: with `after` on a newest-first page (or `before` on an oldest-first one), the page just before, read backwards"
+    ("`Store.find`'s arguments for the filters and page in `f`: with `after` on a newest-first page (or `before` on an "
+     "oldest-first one), the page just before, read backwards")
     oldest = f.get('order') == 'oldest'
     kw = dict({k: f[k] for k in _filters if f.get(k)}, n=n, oldest=oldest)
     if f.get('before'): kw['before'] = int(f['before'])
@@ -247,7 +285,8 @@ def find_page(store, f:dict, n:int)->list:
     return js[::-1] if back else js
 
 def changes(store, f:dict, n:int, sent:dict, since:float=None)->list:
-    "Jobs of the page `f` whose rows differ from `sent` (id → sig; updated in place); with `since`, a first look only records rows not changed after it"
+    ("Jobs of the page `f` whose rows differ from `sent` (id → sig; updated in place); with `since`, a first look only "
+     "records rows not changed after it")
     js = find_page(store, f, n)
     ids = {j.id for j in js}
     for i in [i for i in sent if i not in ids][:n]:
@@ -259,21 +298,26 @@ def changes(store, f:dict, n:int, sent:dict, since:float=None)->list:
         if sent.get(j.id) == s: continue
         first = j.id not in sent
         sent[j.id] = s
-        if j.id not in ids and j.status in finished: sent.pop(j.id)  # gone from the filter and done changing: stop following it
+        # gone from the filter and done changing: stop following it
+        if j.id not in ids and j.status in finished: sent.pop(j.id)
         if not (first and since is not None and j.updated_at <= since): out.append(j)
     return out
 
 # %% ../nbs/06c_dashboard.ipynb #0b3c0630
-stream_life = 15.  # seconds a stream lasts: the browser opens the next by itself (EventSource), so a server can shut down and a lost client is let go
+# seconds a stream lasts: the browser opens the next by itself (EventSource),
+# so a server can shut down and a lost client is let go
+stream_life = 15.
 
 async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
-    sent,cv,v,ps,first,end = {},-1,-1,[],True,time.monotonic() + stream_life  # ps: the pools last sent (the page's, if none)
+    # ps: the pools last sent (the page's, if none)
+    sent,cv,v,ps,first,end = {},-1,-1,[],True,time.monotonic() + stream_life
     yield 'retry: 500\n\n'
     while time.monotonic() < end and not await req.is_disconnected():
         watcher.touch()
         if watcher.counts_v != cv and watcher.counts_v:  # 0: not counted yet
             cv = watcher.counts_v
-            yield sse_message(counts_view(watcher.counts, root, watcher.err, watcher.workers, watcher.paused), event='counts')
+            yield sse_message(counts_view(watcher.counts, root, watcher.err, watcher.workers, watcher.paused),
+                              event='counts')
         if job_id is None and watcher.pools_v and watcher._pools_sig != ps:  # 0: not looked yet
             ps = watcher._pools_sig
             yield sse_message(pools_view(watcher.pools, root), event='pools')
@@ -286,7 +330,8 @@ async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
                 else:
                     j,errs = await asyncio.to_thread(lambda: (stores().get(job_id), stores().errors(job_id)))
                     if sent.get(j.id) != (s := sig(j)):
-                        if not first or j.updated_at > since: yield sse_message(job_detail(j, root, desc, errs), event='job')
+                        if not first or j.updated_at > since: yield sse_message(job_detail(j, root, desc, errs),
+                                                                                event='job')
                         sent[j.id] = s
                 first = False
             except (StoreUnavailable, KeyError): pass
@@ -296,27 +341,40 @@ async def _stream(req, stores, watcher, f, n, root, desc, since, job_id=None):
 def _dl(*kv): return Dl(*[x for k,v in kv if v not in (None, '') for x in (Dt(k), Dd(v))])
 
 def job_detail(j, root='', describe=describe, errors=None):
-    "Everything stored about job `j` (and its `errors`, every attempt's, from `Store.errors`), as the job page's main section"
+    ("Everything stored about job `j` (and its `errors`, every attempt's, from `Store.errors`), as the job page's main "
+     "section")
     try:
         run = j.updated_at - j.created_at if j.status in finished else None
         st = getattr(j, 'started_at', None)
-        ran = (j.updated_at if j.status in finished else time.time()) - st if st and j.status in ('running', 'done', 'dead') else None
+        ran = ((j.updated_at if j.status in finished else time.time()) - st
+               if st and j.status in ('running', 'done', 'dead') else None)
         prog = Progress(value=f'{j.progress:.3f}', max='1') if isinstance(j.progress, (int, float)) else ''
         return Section(H2(f'Job {j.id} ', Span(j.status, cls=f'status {j.status}'), ' ', actions(j, root, 'page')),
-            _dl(('queue', A(j.queue, href=qs_url(root, queue=j.queue))), ('task', task_name(j)), ('what', _short(d, 500) if (d := describe(j)) != _json(j.data) else None),
-                ('attempts', f'{j.attempts} of {j.max_attempts}'), ('priority', j.priority), ('key', j.key), ('worker', j.worker),
-                ('progress', Span(prog, f' {j.progress:.0%}' if prog else '', f' {j.note}' if j.note else '') if prog or j.note else None),
-                ('created', when(j.created_at)), ('due', when(j.run_at) if j.status == 'queued' and j.run_at > time.time() else None),
-                ('started', when(st) if st else None), ('waited', dur(st - j.run_at) if st and j.status != 'queued' else None),
+            _dl(('queue', A(j.queue, href=qs_url(root, queue=j.queue))), ('task', task_name(j)),
+                ('what', _short(d, 500) if (d := describe(j)) != _json(j.data) else None),
+                ('attempts', f'{j.attempts} of {j.max_attempts}'), ('priority', j.priority), ('key', j.key),
+                ('worker', j.worker),
+                ('progress', Span(prog, f' {j.progress:.0%}' if prog else '', f' {j.note}' if j.note else '')
+                             if prog or j.note else None),
+                ('created', when(j.created_at)),
+                ('due', when(j.run_at) if j.status == 'queued' and j.run_at > time.time() else None),
+                ('started', when(st) if st else None),
+                ('waited', dur(st - j.run_at) if st and j.status != 'queued' else None),
                 ('lease until', when(j.lease_until) if j.lease_until and j.status == 'running' else None),
-                ('finished' if j.status in finished else 'updated', when(j.updated_at)), ('ran', dur(ran) if ran is not None else None),
+                ('finished' if j.status in finished else 'updated', when(j.updated_at)),
+                ('ran', dur(ran) if ran is not None else None),
                 ('enqueue to finish', dur(run) if run is not None else None)),
             H3('Data'), Pre(json.dumps(j.data, indent=2, ensure_ascii=False)),
-            *([H3('Result'), Pre(j.result if isinstance(j.result, str) else json.dumps(j.result, indent=2, ensure_ascii=False))] if j.status == 'done' else []),
-            *([H3(f'Errors, one per failed attempt ({len(errs)})'), *[Div(P(f'attempt {a} · ', when(t)), Pre(e), cls='attempt-error') for a,t,e in errs]]
-              if len(errs := list(errors or [])) > 1 else [H3('Error' + (' (the last attempt)' if j.attempts > 1 else '')), Pre(j.error)] if j.error else []),
+            *([H3('Result'), Pre(j.result if isinstance(j.result, str) else json.dumps(j.result, indent=2,
+                                                                                       ensure_ascii=False))]
+              if j.status == 'done' else []),
+            *([H3(f'Errors, one per failed attempt ({len(errs)})'),
+               *[Div(P(f'attempt {a} · ', when(t)), Pre(e), cls='attempt-error') for a,t,e in errs]]
+              if len(errs := list(errors or [])) > 1
+              else [H3('Error' + (' (the last attempt)' if j.attempts > 1 else '')), Pre(j.error)] if j.error else []),
             id='job-detail', data_sig=sig(j))
-    except Exception: return Section(H2(f'Job {getattr(j, "id", "?")}'), Pre(_json(vars(j) if hasattr(j, '__dict__') else j)), id='job-detail')
+    except Exception: return Section(H2(f'Job {getattr(j, "id", "?")}'),
+                                     Pre(_json(vars(j) if hasattr(j, '__dict__') else j)), id='job-detail')
 
 # %% ../nbs/06c_dashboard.ipynb #8c908ce1
 loopback = ('127.0.0.1', 'localhost', '::1', '[::1]')
@@ -328,17 +386,21 @@ def _hostname(host:str)->str:
 
 class Guard:
     "ASGI middleware: refuse foreign `Host`s, cross-site state changes, and (with `token`) requests without the token"
-    def __init__(self, app, hosts=loopback, token:str=None): self.app,self.hosts,self.token = app,{h.lower() for h in hosts},token
+    def __init__(self, app, hosts=loopback, token:str=None):
+        self.app,self.hosts,self.token = app,{h.lower() for h in hosts},token
     def refuse(self, method:str, h:Headers):
         "`(status, message, headers)` if the request must be refused, else `None`"
         host = h.get('host', '')
-        if '*' not in self.hosts and _hostname(host) not in self.hosts: return 400, f"Host {host[:60]!r} is not allowed (allowed: {', '.join(sorted(self.hosts))})", {}
+        if '*' not in self.hosts and _hostname(host) not in self.hosts:
+            return 400, f"Host {host[:60]!r} is not allowed (allowed: {', '.join(sorted(self.hosts))})", {}
         if self.token and not self.authorized(h.get('authorization', '')):
-            return 401, 'This dashboard needs a token: as Authorization: Bearer TOKEN, or as the basic-auth password', {'WWW-Authenticate': 'Basic realm="jobs"'}
+            return (401, 'This dashboard needs a token: as Authorization: Bearer TOKEN, or as the basic-auth password',
+                    {'WWW-Authenticate': 'Basic realm="jobs"'})
         if method not in ('GET', 'HEAD', 'OPTIONS'):
             if h.get('sec-fetch-site') in ('cross-site', 'same-site'): return 403, 'Cross-site request refused', {}
             o = h.get('origin')
-            if o is not None and (o == 'null' or urlsplit(o).netloc.lower() != host.lower()): return 403, f'Cross-site request refused (Origin {o[:60]})', {}
+            if o is not None and (o == 'null' or urlsplit(o).netloc.lower() != host.lower()):
+                return 403, f'Cross-site request refused (Origin {o[:60]})', {}
     def authorized(self, auth:str)->bool:
         kind,_,cred = auth.partition(' ')
         if kind.lower() == 'bearer': return secrets.compare_digest(cred.strip().encode(), self.token.encode())
@@ -355,7 +417,8 @@ class Guard:
 
 # %% ../nbs/06c_dashboard.ipynb #3b706ff9
 class JobMetrics:
-    "A prometheus-client collector over the numbers the store keeps: jobs by queue and status, finished jobs by outcome, run- and wait-time histograms"
+    ("A prometheus-client collector over the numbers the store keeps: jobs by queue and status, finished jobs by "
+     "outcome, run- and wait-time histograms")
     def __init__(self, stores): self.stores,self.lock = stores,threading.Lock()
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily, CounterMetricFamily, HistogramMetricFamily
@@ -364,12 +427,15 @@ class JobMetrics:
         for name,c in sorted(counts.items()):
             for s in statuses: g.add_metric([name, s], c.get(s, 0))
         yield g
-        c = CounterMetricFamily('cdemo_jobs_finished', 'Jobs that reached each outcome, by queue (since the store began keeping them)', labels=['queue', 'outcome'])
+        c = CounterMetricFamily('cdemo_jobs_finished',
+                                'Jobs that reached each outcome, by queue (since the store began keeping them)',
+                                labels=['queue', 'outcome'])
         for name,d in sorted(kept.items()):
             for st,n in d['finished'].items(): c.add_metric([name, st], n)
         yield c
         for k,what in (('run', 'from claim to outcome'), ('wait', 'from due to claim')):
-            h = HistogramMetricFamily(f'cdemo_job_{k}_seconds', f'Seconds {what} of finished attempts, by queue', labels=['queue'])
+            h = HistogramMetricFamily(f'cdemo_job_{k}_seconds', f'Seconds {what} of finished attempts, by queue',
+                                      labels=['queue'])
             for name,d in sorted(kept.items()):
                 cum,tot,bs = 0,0.,[]
                 for b in buckets:
@@ -387,28 +453,37 @@ def _root(req)->str: return req.scope.get('root_path', '').rstrip('/')
 
 def problem(msg:str, status:int=400):
     "An error answer for the page's message area (`HX-Retarget: #msg`), with its status code"
-    return HTMLResponse(to_xml(P(msg, cls='error')), status_code=status, headers={'HX-Retarget': '#msg', 'HX-Reswap': 'innerHTML'})
+    return HTMLResponse(to_xml(P(msg, cls='error')), status_code=status,
+                        headers={'HX-Retarget': '#msg', 'HX-Reswap': 'innerHTML'})
 
 def said(msg:str, error:bool=False):
     "A message for the page's message area"
-    return HTMLResponse(to_xml(P(msg, cls='error' if error else 'ok')), headers={'HX-Retarget': '#msg', 'HX-Reswap': 'innerHTML'})
+    return HTMLResponse(to_xml(P(msg, cls='error' if error else 'ok')),
+                        headers={'HX-Retarget': '#msg', 'HX-Reswap': 'innerHTML'})
 
 def shell(req, title, *body, stream:str=None):
     "A whole page: head with the package's own htmx, stylesheet and script (no CDN), and `body`"
     r = _root(req)
-    head = Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'), Title(title),
-                Meta(name='htmx-config', content=json.dumps(htmx_config)), Link(rel='stylesheet', href=f'{r}/static/dashboard.css'),
+    head = Head(Meta(charset='utf-8'), Meta(name='viewport', content='width=device-width, initial-scale=1'),
+                Title(title),
+                Meta(name='htmx-config', content=json.dumps(htmx_config)),
+                Link(rel='stylesheet', href=f'{r}/static/dashboard.css'),
                 Script(src=f'{r}/static/htmx.min.js'), Script(src=f'{r}/static/dashboard.js', defer=True))
     return HTMLResponse(to_xml(Html(head, Body(*body, **({'data_stream': stream} if stream else {})), lang='en')))
 
 # %% ../nbs/06c_dashboard.ipynb #57c1d514
 def _filters_form(f, counts, tasks, root):
     queues = sorted(set(counts) | ({f['queue']} if f.get('queue') else set()))
-    sel = lambda name, opts, cur: Select(Option('any', value=''), *[Option(o, value=o, selected=o == cur) for o in opts], name=name)
-    task = sel('task', tasks, f.get('task')) if tasks else Input(name='task', value=f.get('task') or '', placeholder='task name')
-    return Form(Label('Queue', sel('queue', queues, f.get('queue'))), Label('Status', sel('status', statuses, f.get('status'))), Label('Task', task),
+    sel = lambda name, opts, cur: Select(Option('any', value=''),
+                                         *[Option(o, value=o, selected=o == cur) for o in opts], name=name)
+    task = sel('task', tasks, f.get('task')) if tasks else Input(name='task', value=f.get('task') or '',
+                                                                 placeholder='task name')
+    return Form(Label('Queue', sel('queue', queues, f.get('queue'))),
+                Label('Status', sel('status', statuses, f.get('status'))), Label('Task', task),
                 Label('Search', Input(name='q', value=f.get('q') or '', type='search', placeholder='id or text')),
-                Label('Order', Select(Option('newest', value='newest'), Option('oldest', value='oldest', selected=f.get('order') == 'oldest'), name='order')),
+                Label('Order', Select(Option('newest', value='newest'),
+                                      Option('oldest', value='oldest', selected=f.get('order') == 'oldest'),
+                                      name='order')),
                 Button('Filter'), A('clear', href=f'{root}/'), method='get', action=f'{root}/', cls='filters')
 
 def _pager(f, js, n, root):
@@ -417,16 +492,21 @@ def _pager(f, js, n, root):
     first,last = (js[0].id, js[-1].id) if js else (None, None)
     paged = f.get('before') or f.get('after')
     links = [A('Oldest' if old else 'Newest', href=qs_url(root, **base))] if paged else []
-    if paged and first: links.append(A('← Older' if old else '← Newer', href=qs_url(root, **base, **{('before' if old else 'after'): first})))
-    if len(js) == n: links.append(A('Newer →' if old else 'Older →', href=qs_url(root, **base, **{('after' if old else 'before'): last})))
+    if paged and first: links.append(A('← Older' if old else '← Newer',
+                                       href=qs_url(root, **base, **{('before' if old else 'after'): first})))
+    if len(js) == n: links.append(A('Newer →' if old else 'Older →',
+                                    href=qs_url(root, **base, **{('after' if old else 'before'): last})))
     return Nav(*links, cls='pager')
 
 def _bulk(f, root):
     hid = [Input(type='hidden', name=k, value=f.get(k) or '') for k in ('queue', 'task', 'q')]
-    return Div(Form(*hid, Button('Retry dead jobs in this filter'), hx_post=f'{root}/retry-dead', hx_target='#msg', hx_swap='innerHTML',
+    return Div(Form(*hid, Button('Retry dead jobs in this filter'), hx_post=f'{root}/retry-dead', hx_target='#msg',
+                    hx_swap='innerHTML',
                     hx_confirm='Retry every dead job in this filter?'),
-               Form(Label('Purge finished jobs older than', Input(name='older_than', value='7d', size='5')), Button('Purge'),
-                    hx_post=f'{root}/purge', hx_target='#msg', hx_swap='innerHTML', hx_confirm='Delete these finished jobs for good?'), cls='bulk')
+               Form(Label('Purge finished jobs older than', Input(name='older_than', value='7d', size='5')),
+                    Button('Purge'),
+                    hx_post=f'{root}/purge', hx_target='#msg', hx_swap='innerHTML',
+                    hx_confirm='Delete these finished jobs for good?'), cls='bulk')
 
 # %% ../nbs/06c_dashboard.ipynb #05efa8aa
 def dashboard(url, # the queue database: a SQLite path or a `postgresql://` URL
@@ -446,8 +526,10 @@ def dashboard(url, # the queue database: a SQLite path or a `postgresql://` URL
     stores = Queues(url)
     stores()  # fail now if the database can't be opened
     watcher = Watcher(url, every=watch_every)
-    app = FastHTML(default_hdrs=False, lifespan=lifespan, secret_key=secrets.token_hex(16), middleware=[Middleware(Guard, hosts=hosts, token=token)],
-                   exception_handlers={StoreUnavailable: lambda req, e: problem(f'{e} (the page recovers once it is back)', 503)})
+    app = FastHTML(default_hdrs=False, lifespan=lifespan, secret_key=secrets.token_hex(16),
+                   middleware=[Middleware(Guard, hosts=hosts, token=token)],
+                   exception_handlers={StoreUnavailable:
+                                       lambda req, e: problem(f'{e} (the page recovers once it is back)', 503)})
     app.state.stores,app.state.watcher,app.state.metrics = stores,watcher,JobMetrics(stores)
     _routes(app, stores, watcher, title, describe, limit, extra, tnames)
     _queue_routes(app, stores, watcher)
@@ -456,7 +538,8 @@ def dashboard(url, # the queue database: a SQLite path or a `postgresql://` URL
 # %% ../nbs/06c_dashboard.ipynb #11dda728
 def _filters_of(req)->dict:
     f = {k: req.query_params.get(k) or None for k in (*_filters, 'order', 'before', 'after')}
-    if f['status'] and f['status'] not in statuses: raise ValueError(f"Unknown status {f['status'][:30]!r}: choose one of {', '.join(statuses)}")
+    if f['status'] and f['status'] not in statuses: raise ValueError(f"Unknown status {f['status'][:30]!r}: choose one "
+                                                                     f"of {', '.join(statuses)}")
     for k in ('before', 'after'):
         if f[k] and not f[k].isdigit(): raise ValueError(f"{k} must be a job id, got {f[k][:30]!r}")
     return f
@@ -465,7 +548,8 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
     @app.route('/static/{name}')
     def static(name:str):
         p = static_dir/name
-        if name not in ('htmx.min.js', 'dashboard.css', 'dashboard.js') or not p.exists(): return Response('Not found', status_code=404)
+        if name not in ('htmx.min.js', 'dashboard.css', 'dashboard.js') or not p.exists():
+            return Response('Not found', status_code=404)
         return FileResponse(p, headers={'cache-control': 'public, max-age=3600'})
 
     @app.route('/')
@@ -479,13 +563,18 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         live = not (f['before'] or f['after'])
         sq = urlencode({**{k: v for k,v in f.items() if v}, 'since': since})
         top = extra(req) if callable(extra) else extra or ()
-        return shell(req, title, Main(Header(H1(A(title, href=f'{r}/'))), Div(id='msg', role='status', aria_live='polite'), *tuplify(top),
-            counts_view(counts, r, workers=workers, paused=paused), pools_view(pools, r), _filters_form(f, counts, tnames, r),
-            Div(Table(Thead(Tr(*[Th(h, cls=c) for h,c in (('id', ''), ('queue', 'wide'), ('job', ''), ('status', ''), ('attempts', 'wide'),
-                                                           ('created', 'wide'), ('took', 'wide'), ('result or error', ''), ('', ''))])),
-                      Tbody(*[NotStr(row(j, r, desc)) for j in js], id='jobs', data_live='1' if live else '0', data_limit=str(n),
+        return shell(req, title, Main(Header(H1(A(title, href=f'{r}/'))),
+                                      Div(id='msg', role='status', aria_live='polite'), *tuplify(top),
+            counts_view(counts, r, workers=workers, paused=paused), pools_view(pools, r),
+            _filters_form(f, counts, tnames, r),
+            Div(Table(Thead(Tr(*[Th(h, cls=c) for h,c in (('id', ''), ('queue', 'wide'), ('job', ''), ('status', ''),
+                                                          ('attempts', 'wide'), ('created', 'wide'), ('took', 'wide'),
+                                                          ('result or error', ''), ('', ''))])),
+                      Tbody(*[NotStr(row(j, r, desc)) for j in js], id='jobs', data_live='1' if live else '0',
+                            data_limit=str(n),
                             data_order=f.get('order') or 'newest')), cls='scroll'),
-            P('No jobs match.' if not js else '', cls='empty'), _pager(f, js, n, r), _bulk(f, r)), stream=f'{r}/stream?{sq}')
+            P('No jobs match.' if not js else '', cls='empty'), _pager(f, js, n, r), _bulk(f, r)),
+            stream=f'{r}/stream?{sq}')
 
     @app.route('/stream')
     def stream(req):
@@ -494,15 +583,19 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         try: since = float(req.query_params.get('since', '')) 
         except ValueError: since = time.time()
         job = req.query_params.get('job')
-        return EventStream(_stream(req, stores, watcher, f, n, _root(req), desc, since, int(job) if job and job.isdigit() else None))
+        return EventStream(_stream(req, stores, watcher, f, n, _root(req), desc, since,
+                                   int(job) if job and job.isdigit() else None))
 
     @app.route('/job/{id}')
     def job_page(req, id:int):
         r = _root(req)
         try: j = stores().get(id)
-        except KeyError: return shell(req, f'No job {id}', Main(Header(H1(A(title, href=f'{r}/'))), P(f'No job {id}: it may have been purged.', cls='error')))
-        return shell(req, f'Job {id} · {title}', Main(Header(H1(A(title, href=f'{r}/'))), Div(id='msg', role='status', aria_live='polite'),
-                     job_detail(j, r, desc, stores().errors(id))), stream=f'{r}/stream?' + urlencode(dict(job=id, since=time.time())))
+        except KeyError: return shell(req, f'No job {id}',
+            Main(Header(H1(A(title, href=f'{r}/'))), P(f'No job {id}: it may have been purged.', cls='error')))
+        return shell(req, f'Job {id} · {title}',
+                     Main(Header(H1(A(title, href=f'{r}/'))), Div(id='msg', role='status', aria_live='polite'),
+                     job_detail(j, r, desc, stores().errors(id))),
+                     stream=f'{r}/stream?' + urlencode(dict(job=id, since=time.time())))
 
     @app.route('/jobs/{id}')
     def job_row_get(req, id:int):
@@ -516,7 +609,8 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
         except KeyError: return problem(f'No job {id}', 404)
         except ValueError as e: return problem(f"Can't {action} job {id}: {e}", 409)
         j,r = stores().get(id),_root(req)
-        return HTMLResponse(to_xml(job_detail(j, r, desc, stores().errors(id))) if req.query_params.get('view') == 'page' else row(j, r, desc))
+        return HTMLResponse(to_xml(job_detail(j, r, desc, stores().errors(id)))
+                            if req.query_params.get('view') == 'page' else row(j, r, desc))
 
     @app.route('/retry-dead', methods=['post'])
     async def retry_dead(req):
@@ -538,7 +632,8 @@ def _routes(app, stores, watcher, title, desc, n, extra, tnames):
     @app.route('/metrics')
     def metrics(req):
         try: from prometheus_client import CollectorRegistry, generate_latest, CONTENT_TYPE_LATEST
-        except ModuleNotFoundError: return Response("/metrics needs prometheus-client: pip install 'concurrency_demo[metrics]'", status_code=501)
+        except ModuleNotFoundError: return Response("/metrics needs prometheus-client: pip install "
+                                                    "'concurrency_demo[metrics]'", status_code=501)
         reg = CollectorRegistry(auto_describe=False)
         reg.register(req.app.state.metrics)
         return Response(generate_latest(reg), media_type=CONTENT_TYPE_LATEST)
@@ -551,7 +646,8 @@ def _retry_dead(stores, f):
             try: stores(j.queue).retry(j.id); done += 1
             except (KeyError, ValueError) as e: skipped.append(str(e))
         before = js[-1].id
-    return said(f"Retried {done:,} dead job{'s'[:done!=1]}." + (f" {len(skipped)} skipped: {skipped[0]}" if skipped else ''), error=bool(skipped) and not done)
+    return said(f"Retried {done:,} dead job{'s'[:done!=1]}."
+                + (f" {len(skipped)} skipped: {skipped[0]}" if skipped else ''), error=bool(skipped) and not done)
 
 # %% ../nbs/06c_dashboard.ipynb #760c307a
 def _queue_routes(app, stores, watcher):
@@ -561,8 +657,10 @@ def _queue_routes(app, stores, watcher):
         try: changed = getattr(stores(), action)(name)
         except ValueError as e: return problem(str(e))
         watcher.poke_pools()
-        if action == 'pause': return said(f"Queue {name} paused: its jobs stay queued, and no worker claims one until you resume it." if changed else f"Queue {name} was paused already.")
-        return said(f"Queue {name} resumed: its workers claim its jobs again." if changed else f"Queue {name} wasn't paused.")
+        if action == 'pause': return said(f"Queue {name} paused: its jobs stay queued, and no worker claims one until "
+                                          f"you resume it." if changed else f"Queue {name} was paused already.")
+        return said(f"Queue {name} resumed: its workers claim its jobs again." if changed
+                    else f"Queue {name} wasn't paused.")
 
 # %% ../nbs/06c_dashboard.ipynb #8f18031e
 def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgresql://` URL
@@ -573,7 +671,8 @@ def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgres
                 poll:float=0.1, # seconds between the workers' looks at an idle queue
                 stop_timeout:float=10, # seconds jobs in flight get at shutdown
                 **kwargs): # more for `dashboard` (`token`, `hosts`, ...)
-    "The demo's job console: `dashboard` with the LLM and CPU forms of lesson 06 on top, and their workers in the lifespan"
+    ("The demo's job console: `dashboard` with the LLM and CPU forms of lesson 06 on top, and their workers in the "
+     "lifespan")
     from concurrency_demo.app import (parse_int, llm_form, cpu_form, concurrency_form, job_text, _lifespan,
                                       llm_workers, demo_routes)
     from concurrency_demo.llm import llm_config
@@ -586,12 +685,14 @@ def console_app(db='jobs.db', # the queue database: a SQLite path or a `postgres
         to_msg = dict(hx_target='#msg', hx_swap='innerHTML')
         r = _root(req)
         fs = [llm_form(), cpu_form()] + ([concurrency_form(ws[0].concurrency)] if (ws := llm_workers(req)) else [])
-        for fm in fs: fm.attrs.update({'hx-post': r + fm.attrs['hx-post'], **{k.replace('_', '-'): v for k,v in to_msg.items()}})
+        for fm in fs: fm.attrs.update({'hx-post': r + fm.attrs['hx-post'],
+                                       **{k.replace('_', '-'): v for k,v in to_msg.items()}})
         return Div(*fs, cls='demo')
     class _Closer:  # the lifespan closes the dashboard's stores at shutdown
         def close(self): app.state.watcher.stop(); app.state.stores.close()
     app = dashboard(db, title='Job console', describe=desc, extra=forms,
-                    lifespan=_lifespan(db, cfg, concurrency, cpu_workers, workers, poll, stop_timeout, _Closer()), **kwargs)
+                    lifespan=_lifespan(db, cfg, concurrency, cpu_workers, workers, poll, stop_timeout, _Closer()),
+                    **kwargs)
     app.state.cfg = cfg
     def enqueued(ids):
         return said(f"Enqueued {len(ids)} job{'s'[:len(ids)!=1]} ({ids[0]}{f'–{ids[-1]}' if len(ids) > 1 else ''}).")
