@@ -1132,10 +1132,12 @@ def one_at_a_time(tmp, n:int=5000, repeats:int=5)->dict:
     ("`dequeue` + `ack` one job at a time, `Queue` against raw SQLite (lesson 08's adapters), taking turns: median "
      "jobs/s and their ratio")
     from concurrency_demo.bench import RawSQLite, QueueImpl
-    rs = {k: [] for k in ('raw SQLite', 'Queue')}
+    rs,d = {k: [] for k in ('raw SQLite', 'Queue')},Path(tmp)/f'one-{uuid.uuid4().hex[:8]}'
+    # a folder of its own: the file watchers of the pools run before (one per file, on `tmp`) would wake at its every commit
+    d.mkdir()
     for _ in range(repeats):
         for k,mk in (('raw SQLite', RawSQLite), ('Queue', QueueImpl)):
-            o = mk(Path(tmp)/f'{uuid.uuid4().hex}.db'); o.put_many(list(range(n)))
+            o = mk(d/f'{uuid.uuid4().hex}.db'); o.put_many(list(range(n)))
             rs[k].append(rate(lambda: [o.take() for _ in range(n)], n)); o.close()
     med = {k: round(statistics.median(v)) for k,v in rs.items()}
     return dict(n=n, repeats=repeats, rates=med, ratio=round(med['Queue']/med['raw SQLite'], 2))
