@@ -941,6 +941,41 @@ async def _procrastinate_pickup_host(url, ready, stop, out):
         try: await run
         except BaseException: pass
 
+def _saq_queue(url):
+    "A SAQ queue on PostgreSQL at `url` (its `PostgresQueue`, with a connection pool of its own)"
+    from saq.queue.postgres import PostgresQueue
+    return PostgresQueue.from_url(str(url))
+
+async def _saq_setup(url, n_jobs):
+    "SAQ's tables (its first connect makes them)"
+    q = _saq_queue(url); await q.connect(); await q.disconnect()
+
+async def _saq_pickup_host(url, ready, stop, out):
+    ("SAQ's own worker (`Worker.start`: its queue listens for `NOTIFY`), whose function reports how long after its "
+     "enqueue each job started")
+    import logging
+    from saq import Worker
+    logging.getLogger('saq').setLevel(logging.ERROR)  # its stop warns of its own upkeep tasks, cancelled
+    q = _saq_queue(url); await q.connect()
+    async def pickup(ctx, *, t): out.put(time.time() - t)
+    w = Worker(q, functions=[('pickup', pickup)], concurrency=10)
+    run = asyncio.ensure_future(w.start())
+    await asyncio.sleep(0.5); ready.set()
+    await asyncio.to_thread(stop.wait)
+    await w.stop()
+    try: await run
+    except BaseException: pass
+
+async def _saq_send(url, n, gap):
+    "The same with SAQ (`Queue.enqueue`)"
+    q,t0 = _saq_queue(url),time.monotonic()
+    await q.connect()
+    try:
+        for i in range(n):
+            await asyncio.sleep(max(0, t0 + i*gap - time.monotonic()))
+            await q.enqueue('pickup', t=time.time())
+    finally: await q.disconnect()
+
 async def _pgqueuer_send(url, n, gap):
     "Enqueue `n` pickup jobs `gap` s apart on a fixed schedule, with pgqueuer: each carries the time of its enqueue"
     import psycopg
@@ -965,8 +1000,8 @@ def _peer_host(lib, url, ready, stop, out):
     asyncio.run(globals()[f'_{lib}_pickup_host'](url, ready, stop, out))
 
 def peer_pickup(lib:str, url, n:int=500, gap:float=0.01)->dict:
-    ("Pickup latency (p50, p99, max) of `n` no-op jobs `gap` s apart through `lib`'s own worker (pgqueuer or "
-     "procrastinate) in another process")
+    ("Pickup latency (p50, p99, max) of `n` no-op jobs `gap` s apart through `lib`'s own worker (pgqueuer, "
+     "procrastinate or SAQ) in another process")
     from fastcore.aio import run_sync  # a loop of its own, also where one is running (a notebook)
     run_sync(globals()[f'_{lib}_setup'](url, 0))  # its tables
     ctx = multiprocessing.get_context('spawn')
@@ -1031,7 +1066,7 @@ def bench_latency(quick:bool=False, # 10 jobs per case and 0.3 s idle, instead o
                         _round_trips(t, 5)  # warm: connections, the waiter thread
                         trip[f'{store}, {place}'] = _pcts(_round_trips(t, trips))
         peers = {}
-        for lib in ('pgqueuer', 'procrastinate'):
+        for lib in ('pgqueuer', 'procrastinate', 'saq'):
             if importlib.util.find_spec(lib) is None: peers[lib] = 'not installed'; continue
             with where('postgres') as loc: peers[f'postgres, {lib}, across processes'] = peer_pickup(lib, loc, n)
         return dict(machine=machine(server), quick=quick, jobs=n, gap_ms=10, round_trips=trips, pickup=pick,
