@@ -302,7 +302,8 @@ def set_concurrency(self:AsyncWorkers, n:int):
     if self.loop is not None and not self.loop.is_closed(): self.loop.call_soon_threadsafe(self.wake.set)
 
 # %% ../nbs/03_async.ipynb #ac6f66aa
-AsyncWorkers.kind = 'async'  # for its heartbeat row (lesson 01a): its size is `concurrency`, and its jobs in flight are its tasks
+# for its heartbeat row (lesson 01a): its size is `concurrency`, and its jobs in flight are its tasks
+AsyncWorkers.kind = 'async'
 @patch
 def _size(self:AsyncWorkers)->int: return self.concurrency
 @patch

@@ -396,7 +396,7 @@ def _unpipe(self:PgQueue):
 
 @patch
 def _notified(self:PgQueue, timeout:float)->list:
-    "The notifications at hand, waiting up to `timeout` s for the first (`select` sleeps until the server writes, or a poke)"
+    "The notifications at hand, waiting up to `timeout` s for the first (`select`: a write of the server, or a poke)"
     # those psycopg kept while the connection ran queries, and those already sent
     got,end,fds = list(self.conn.notifies(timeout=0)),time.monotonic()+timeout,[self.conn.fileno(), self._pipe()]
     while not got and (left := end-time.monotonic()) > 0:
