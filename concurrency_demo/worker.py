@@ -218,7 +218,7 @@ def _run(self:Heartbeat):
 def _idle(q, # the worker's `Queue`, whose `dequeue` just came back empty
          poll:float, # seconds between looks at `stopping`
          stopping, # a `threading.Event`, or anything with `is_set`
-         cap:float=1): # seconds to wait at most, in case a wake-up was missed
+         cap:float=2): # seconds to wait at most, in case a wake-up was missed
     "An idle worker's wait: until a job is enqueued, a delayed job or an ended lease is due, `cap` s pass, or stop"
     end = time.monotonic() + q._due_in(max(cap, poll))
     while not stopping.is_set():
