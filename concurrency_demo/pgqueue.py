@@ -438,7 +438,8 @@ def wait(self:PgQueue, timeout:float)->bool:
         hit = False
         while True:  # every notification at hand is read: those of other queues and channels don't end the wait
             for n in self._notified(max(0, end-time.monotonic())): hit |= self._heard(n)
-            if self._poked: self._poked = False; return True  # poked in this process (an enqueue here, a stop): look now
+            # poked in this process (an enqueue here, a stop): look now
+            if self._poked: self._poked = False; return True
             if hit or time.monotonic() >= end: return hit
     # server gone: sleep it out, don't raise
     except (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError):
