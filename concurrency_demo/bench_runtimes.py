@@ -1168,7 +1168,8 @@ def one_at_a_time(tmp, n:int=5000, repeats:int=5)->dict:
      "jobs/s and their ratio")
     from concurrency_demo.bench import RawSQLite, QueueImpl
     rs,d = {k: [] for k in ('raw SQLite', 'Queue')},Path(tmp)/f'one-{uuid.uuid4().hex[:8]}'
-    # a folder of its own: the file watchers of the pools run before (one per file, on `tmp`) would wake at its every commit
+    # a folder of its own: the file watchers of the pools run before (one per file, on `tmp`) would wake
+    # at its every commit
     d.mkdir()
     for _ in range(repeats):
         for k,mk in (('raw SQLite', RawSQLite), ('Queue', QueueImpl)):
