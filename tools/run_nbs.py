@@ -34,13 +34,20 @@ def run_one(name):
     # the closing `nbdev.nbdev_export()` rewrites concurrency_demo/*.py: with two kernels at once, one could import a
     # module the other is halfway through writing. CI checks the export separately, so that cell isn't run here.
     nb.cells = [c for c in nb.cells if not (c.cell_type == 'code' and 'nbdev.nbdev_export()' in c.source)]
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name='python3', allow_errors=False,
+    # the kernel's sockets are files (IPC), not TCP ports: with TCP the client picks five free ports and the kernel binds
+    # them a moment later, and a test server starting in between took one ("Address already in use": a dead kernel)
+    from jupyter_client.manager import KernelManager
+    ipc = tempfile.mkdtemp(prefix='cdemo-ipc-', dir='/tmp' if os.path.isdir('/tmp') else None)
+    km = KernelManager(kernel_name='python3', transport='ipc', ip=os.path.join(ipc, 'k'),
+                       connection_file=os.path.join(ipc, 'kernel.json'))
+    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT, kernel_name='python3', allow_errors=False,
                             resources={'metadata': {'path': str(NBS)}})
     try: client.execute()
     except (CellExecutionError, CellTimeoutError) as e:
         # nbclient's message holds the failing cell's source and the kernel's traceback
         print(_re_ansi.sub('', str(e)), file=sys.stderr)
         return 1
+    finally: shutil.rmtree(ipc, ignore_errors=True)
     return 0
 
 def leftovers(tmp):
