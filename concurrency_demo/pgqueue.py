@@ -366,33 +366,43 @@ def _ack_each(self:PgQueue, jobs, results, now)->list:
         return [None if j.id in done else self._why(j.id) for j in jobs]
 
 # %% ../nbs/09_postgres.ipynb #269c2a4c
-import select, threading
+import select, threading, weakref
 from .store import _on_enqueued
+
+class _WakePipe:
+    ("A non-blocking pipe `_enqueued` writes a byte to (from any thread). It holds no reference to its queue, so a "
+     "queue dropped unclosed is still collected, and its pipe closed and taken off `_on_enqueued` then")
+    def __init__(self):
+        self.r,self.w,self.lock = *os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC),threading.Lock()
+        _on_enqueued.append(self.poke)
+    def poke(self):
+        with self.lock:
+            if self.w is None: return
+            try: os.write(self.w, b'.')
+            except BlockingIOError: pass  # the pipe is full: its reader wakes anyway
+    def drain(self):
+        try:
+            while os.read(self.r, 4096): pass
+        except BlockingIOError: pass
+    def close(self):
+        if self.poke in _on_enqueued: _on_enqueued.remove(self.poke)
+        with self.lock:
+            if self.w is None: return
+            os.close(self.r); os.close(self.w); self.r = self.w = None
 
 @patch
 def _pipe(self:PgQueue)->int:
-    "The read end of this queue's wake pipe, made at its first wait: `_enqueued` in this process writes a byte to it"
+    "The read end of this queue's wake pipe, made at its first wait (closed with the queue, or when it is collected)"
     if getattr(self, '_wake', None) is None:
-        self._wake,self._wake_lock,self._poked = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC),threading.Lock(),False
-        _on_enqueued.append(self._poke)
-    return self._wake[0]
-
-@patch
-def _poke(self:PgQueue):
-    "End this queue's wait now (from any thread: a job enqueued in this process, or a pool stopping)"
-    with self._wake_lock:
-        if self._wake is not None:
-            try: os.write(self._wake[1], b'.')
-            except BlockingIOError: pass  # the pipe is full: its reader wakes anyway
+        self._wake,self._poked = _WakePipe(),False
+        self._unwake = weakref.finalize(self, self._wake.close)
+    return self._wake.r
 
 @patch
 def _unpipe(self:PgQueue):
-    "Close the wake pipe (at `close`), after taking it off `_on_enqueued`"
+    "Close the wake pipe (at `close`)"
     if getattr(self, '_wake', None) is None: return
-    if self._poke in _on_enqueued: _on_enqueued.remove(self._poke)
-    with self._wake_lock:
-        for fd in self._wake: os.close(fd)
-        self._wake = None
+    self._unwake(); self._wake = None
 
 @patch
 def _notified(self:PgQueue, timeout:float)->list:
@@ -402,10 +412,8 @@ def _notified(self:PgQueue, timeout:float)->list:
     while not got and (left := end-time.monotonic()) > 0:
         r = select.select(fds, [], [], left)[0]
         if fds[1] in r:  # poked: read the pipe empty, and let the caller look
-            try:
-                while os.read(fds[1], 4096): pass
-            except BlockingIOError: pass
-            self._poked = True; return list(self.conn.notifies(timeout=0))
+            self._wake.drain(); self._poked = True
+            return list(self.conn.notifies(timeout=0))
         if r: got = list(self.conn.notifies(timeout=0))
     return got
 

@@ -1,5 +1,5 @@
 "`PgQueue.wait` and `finished_notices`: what an idle worker hears through LISTEN/NOTIFY, read off the connection's socket"
-import subprocess, sys, threading, time
+import os, subprocess, sys, threading, time
 import pytest
 from concurrency_demo.pgqueue import PgQueue, pg_database
 
@@ -67,3 +67,16 @@ def test_finished_notices_kept_by_wait(pg):
         assert not w.wait(0.3)  # a notice of another channel: not a new job
         assert w.finished_notices(5) == {id}
         assert w.finished_notices(0.2) == set()
+
+def test_queue_dropped_unclosed_lets_go_of_its_wake_pipe(pg):
+    "A PgQueue that waited and is dropped without `close` is still collected: its poke leaves `_on_enqueued`, its pipe closes"
+    import gc, weakref
+    from concurrency_demo.store import _on_enqueued, _enqueued
+    n = len(_on_enqueued)
+    w = PgQueue(pg, name='a'); w.wait(0); w.wait(0.01)
+    assert len(_on_enqueued) == n + 1
+    r, ref = w._wake.r, weakref.ref(w)
+    w.conn.close(); del w; gc.collect()
+    assert ref() is None and len(_on_enqueued) == n
+    with pytest.raises(OSError): os.fstat(r)  # closed (the number isn't reused in between: nothing opened since)
+    _enqueued()
